@@ -1,0 +1,397 @@
+"""The ``cnnlab`` command: parses arguments and calls the public API, nothing more.
+
+Every user error arrives here as a :class:`~cnnlab.errors.CnnlabError` and leaves as one line
+on stderr with exit code 2; warnings are one line each; a bug shows one line and asks for
+``CNNLAB_DEBUG=1`` to see its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from cnnlab.errors import CnnlabError
+
+
+def _train_options(parser: argparse.ArgumentParser) -> None:
+    """Flags that mirror :class:`cnnlab.RunConfig` and :class:`cnnlab.TrainConfig`.
+
+    Every default is None so that a ``--config`` TOML file's values apply unless a flag is given.
+    """
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--data",
+        action="append",
+        metavar="SPEC",
+        help="mnist or a folder of class folders (repeatable; folders merge) [mnist]",
+    )
+    data.add_argument("--pattern", help="glob selecting image files, e.g. '*.tif'")
+    data.add_argument("--size", help="resize images to H or HxW, e.g. 32 or 32x48")
+    data.add_argument(
+        "--channels",
+        type=int,
+        choices=(1, 3),
+        help="convert images to 1 (gray) or 3 (RGB) channels",
+    )
+    data.add_argument("--plane", type=int, help="plane to take from multi-plane TIFF stacks")
+    data.add_argument(
+        "--split",
+        help="train,valid[,test] percentages [folders: 60,30,10; mnist: 90,10 of its training set]",
+    )
+    data.add_argument(
+        "--equalize",
+        action="store_true",
+        default=None,
+        help="undersample larger classes in the training set",
+    )
+    data.add_argument(
+        "--augment",
+        action="append",
+        metavar="SPEC",
+        help="augment the training set: rotate:90,-90,45 | randrot:15 | flip[:h|v|hv] | "
+        "noise:0.1 | shift:2 | a+b (repeatable)",
+    )
+    data.add_argument(
+        "--skip-bad",
+        action="store_true",
+        default=None,
+        help="skip unreadable image files with a warning instead of stopping",
+    )
+    data.add_argument(
+        "--no-cache",
+        dest="cache",
+        action="store_false",
+        default=None,
+        help="do not cache decoded folder images",
+    )
+    model = parser.add_argument_group("model and training")
+    model.add_argument("--model", help="network name (see 'cnnlab models') [lenet5]")
+    model.add_argument("--epochs", type=int)
+    model.add_argument("--batch-size", type=int)
+    model.add_argument("--optimizer", help="sgd, adam, adamw, rmsprop or adadelta")
+    model.add_argument("--lr", type=float, help="learning rate (peak rate for onecycle)")
+    model.add_argument("--momentum", type=float)
+    model.add_argument("--nesterov", action="store_true", default=None)
+    model.add_argument("--wd", type=float, help="weight decay")
+    model.add_argument("--init", help="default, normal, xavier or kaiming")
+    model.add_argument("--init-sigma", type=float, help="standard deviation of --init normal")
+    model.add_argument("--schedule", help="constant, step, cosine, onecycle or plateau")
+    model.add_argument("--step-size", type=int, help="epochs between decays of --schedule step")
+    model.add_argument("--gamma", type=float, help="decay factor of --schedule step and plateau")
+    model.add_argument("--label-smoothing", type=float)
+    model.add_argument(
+        "--patience", type=int, help="stop after this many epochs without improvement"
+    )
+    model.add_argument(
+        "--monitor", help="valid_loss or valid_accuracy (for best epoch and patience)"
+    )
+    model.add_argument("--seed", type=int)
+    model.add_argument("--device", help="auto, cpu or cuda")
+    model.add_argument("--threads", type=int, help="CPU threads for PyTorch")
+    run = parser.add_argument_group("run folder")
+    run.add_argument("--out", help="run folder [runs/<time>-<model>-<data>]")
+    run.add_argument(
+        "--overwrite", action="store_true", default=None, help="replace an existing run folder"
+    )
+    run.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue an interrupted run (with --epochs to extend it)",
+    )
+    run.add_argument("--config", metavar="FILE", help="TOML file of options; flags override it")
+    run.add_argument(
+        "--tensorboard",
+        action="store_true",
+        default=None,
+        help="also write TensorBoard event files",
+    )
+    run.add_argument(
+        "--no-report",
+        dest="report",
+        action="store_false",
+        default=None,
+        help="skip the HTML report",
+    )
+    run.add_argument("--quiet", action="store_true", default=None, help="print only the final line")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cnnlab import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="cnnlab",
+        description="Train, inspect and use small-image CNN classifiers (MNIST, microscopy crops).",
+    )
+    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = commands.add_parser("data", help="look at data").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    summary = data.add_parser("summary", help="class counts, sizes, channels and bit depth")
+    summary.add_argument(
+        "specs", nargs="+", metavar="SPEC", help="mnist or folders of class folders (merged)"
+    )
+    summary.add_argument("--pattern", help="glob selecting image files, e.g. '*.tif'")
+    summary.add_argument("--channels", type=int, choices=(1, 3))
+    summary.add_argument("--skip-bad", action="store_true")
+    summary.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    synth = commands.add_parser("synth", help="make synthetic data").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    bacteria = synth.add_parser(
+        "bacteria", help="16-bit phase-contrast crops in 1cell/2cell/groups/rien"
+    )
+    bacteria.add_argument("--out", required=True, help="folder to create")
+    bacteria.add_argument("--per-class", type=int, default=100)
+    bacteria.add_argument("--seed", type=int, default=0)
+    bacteria.add_argument("--min-size", type=int, default=20)
+    bacteria.add_argument("--max-size", type=int, default=80)
+    bacteria.add_argument("--overwrite", action="store_true")
+
+    train = commands.add_parser("train", help="train a network (default: LeNet-5 on MNIST)")
+    _train_options(train)
+
+    evaluate = commands.add_parser("evaluate", help="metrics of a trained model on data")
+    evaluate.add_argument("model", metavar="RUN_OR_MODEL")
+    evaluate.add_argument(
+        "--data", action="append", metavar="SPEC", help="mnist or folders [the run's own subsets]"
+    )
+    evaluate.add_argument("--pattern")
+    evaluate.add_argument("--json", action="store_true", help="print JSON")
+
+    predict = commands.add_parser("predict", help="classify image files or folders")
+    predict.add_argument("model", metavar="MODEL")
+    predict.add_argument("paths", nargs="+", metavar="PATH")
+    predict.add_argument("--pattern", help="glob selecting files inside folders")
+    predict.add_argument(
+        "--out", help="CSV file to write (refuses to overwrite without --overwrite)"
+    )
+    predict.add_argument("--overwrite", action="store_true")
+
+    report = commands.add_parser("report", help="write RUN_DIR/report.html")
+    report.add_argument("run", metavar="RUN_DIR")
+    report.add_argument("--out", help="HTML file to write [RUN_DIR/report.html]")
+    report.add_argument("--image", type=int, help="index of the test image to look inside with")
+
+    look = commands.add_parser("inspect", help="activations, filters and saliency of one image")
+    look.add_argument("model", metavar="MODEL")
+    look.add_argument("image", metavar="IMAGE")
+    look.add_argument("--out", default="inspect", help="folder for the pictures [inspect]")
+
+    kernels = commands.add_parser("kernels", help="an image filtered by convolution kernels")
+    kernels.add_argument("image", metavar="IMAGE")
+    kernels.add_argument(
+        "--kernel", action="append", help="a named kernel (repeatable) [the course's set]"
+    )
+    kernels.add_argument(
+        "--matrix", action="append", help="a kernel typed as '1 0 -1; 0 0 0; -1 0 1'"
+    )
+    kernels.add_argument("--padding", default="valid", help="valid, same or a number of pixels")
+    kernels.add_argument("--stride", type=int, default=1)
+    kernels.add_argument("--pool", help="pooling after the convolution: max:2 or avg:2")
+    kernels.add_argument("--out", default="kernels.png", help="PNG to write [kernels.png]")
+
+    commands.add_parser("models", help="list the networks with their parameter counts")
+
+    model_summary = commands.add_parser("summary", help="layer-by-layer summary of a network")
+    model_summary.add_argument("model", metavar="MODEL_OR_NAME")
+    model_summary.add_argument(
+        "--size", default="28", help="input size H or HxW for a network name [28]"
+    )
+    model_summary.add_argument("--channels", type=int, default=1)
+    model_summary.add_argument("--classes", type=int, default=10)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    warnings.showwarning = _one_line_warning
+    try:
+        return COMMANDS[args.command](args)
+    except CnnlabError as error:
+        print(f"cnnlab: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("cnnlab: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # a bug, not a user error: keep it to one line unless debugging
+        if os.environ.get("CNNLAB_DEBUG"):
+            raise
+        print(
+            f"cnnlab: internal error: {type(error).__name__}: {error} "
+            "(rerun with CNNLAB_DEBUG=1 for details and report it)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"cnnlab: warning: {message}", file=sys.stderr)
+
+
+def _data(args: argparse.Namespace) -> int:
+    from cnnlab.data.sources import describe_sources, format_description, load_sources
+
+    datasets = load_sources(
+        args.specs, pattern=args.pattern, channels=args.channels, skip_bad=args.skip_bad
+    )
+    description = describe_sources(datasets)
+    print(json.dumps(description, indent=2) if args.json else format_description(description))
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from cnnlab.data.synth import synth_bacteria
+
+    counts = synth_bacteria(
+        args.out,
+        per_class=args.per_class,
+        seed=args.seed,
+        min_size=args.min_size,
+        max_size=args.max_size,
+        overwrite=args.overwrite,
+    )
+    total = sum(counts.values())
+    detail = ", ".join(f"{name} {count}" for name, count in counts.items())
+    print(f"wrote {total} 16-bit TIFF crops to {args.out} ({detail})")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from cnnlab.train.run import RunConfig, load_toml, resume_training, run_training
+
+    if args.resume:
+        resume_training(args.resume, epochs=args.epochs, quiet=bool(args.quiet))
+        return 0
+    options = load_toml(args.config) if args.config else {}
+    flags = {
+        k: v
+        for k, v in vars(args).items()
+        if k not in ("command", "config", "resume") and v is not None
+    }
+    run_training(RunConfig.from_options({**options, **flags}))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from cnnlab.evaluate import format_metrics
+    from cnnlab.train.run import evaluate_saved
+
+    results = evaluate_saved(args.model, data=args.data, pattern=args.pattern)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print(
+            "\n\n".join(
+                format_metrics(m, title=f"{name} ({m['n']} images)") for name, m in results.items()
+            )
+        )
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from cnnlab.export import load, predict
+
+    if args.out and Path(args.out).exists() and not args.overwrite:
+        raise CnnlabError(f"--out {args.out}: exists; choose another file or pass --overwrite")
+    table = predict(load(args.model), args.paths, pattern=args.pattern)
+    if args.out:
+        table.to_csv(args.out)
+        print(f"wrote {len(table)} predictions to {args.out}", file=sys.stderr)
+    else:
+        table.to_csv(sys.stdout)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from cnnlab.inspect.report import write_report
+
+    print(write_report(args.run, out=args.out, image_index=args.image))
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from cnnlab.export import load
+    from cnnlab.inspect.look import inspect_image
+
+    for path in inspect_image(load(args.model), args.image, args.out):
+        print(path)
+    return 0
+
+
+def _kernels(args: argparse.Namespace) -> int:
+    from cnnlab.inspect.kernels import COURSE_KERNELS, plot_kernel_demo
+
+    chosen = [*(args.kernel or []), *(args.matrix or [])] or list(COURSE_KERNELS)
+    padding = int(args.padding) if args.padding.isdigit() else args.padding
+    if padding not in ("valid", "same") and not isinstance(padding, int):
+        raise CnnlabError(f"--padding {args.padding!r}: use valid, same or a number of pixels")
+    pool = None
+    if args.pool:
+        kind, _, size = args.pool.partition(":")
+        if kind not in ("max", "avg") or not (size or "2").isdigit():
+            raise CnnlabError(f"--pool {args.pool!r}: write it as max:2 or avg:2")
+        pool = (kind, int(size or 2))
+    path = plot_kernel_demo(
+        args.image, args.out, chosen, padding=padding, stride=args.stride, pool=pool
+    )
+    print(path)
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from cnnlab.models import create_model, list_models, model_info
+    from cnnlab.models.summary import count_parameters
+
+    print(f"{'name':<14} {'params (1x28x28, 10 classes)':>28}  description")
+    for name in list_models():
+        params = count_parameters(
+            create_model(name, in_chans=1, num_classes=10, input_size=(28, 28))
+        )
+        print(f"{name:<14} {params:>28,}  {model_info(name)['description']}")
+    return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from cnnlab.export.saved import load
+    from cnnlab.models import create_model, list_models
+    from cnnlab.models.summary import model_summary
+    from cnnlab.train.run import parse_size
+
+    if args.model in list_models():
+        model = create_model(
+            args.model,
+            in_chans=args.channels,
+            num_classes=args.classes,
+            input_size=parse_size(args.size),
+        )
+    else:
+        model = load(args.model)
+    print(model_summary(model))
+    return 0
+
+
+COMMANDS = {
+    "data": _data,
+    "synth": _synth,
+    "train": _train,
+    "evaluate": _evaluate,
+    "predict": _predict,
+    "report": _report,
+    "inspect": _inspect,
+    "kernels": _kernels,
+    "models": _models,
+    "summary": _summary,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,15 @@
+"""Evaluate a trained classifier: caret-style metrics, per-image results and text reports."""
+
+from __future__ import annotations
+
+from cnnlab.evaluate.evaluate import evaluate, evaluate_subsets, per_sample, predict_proba
+from cnnlab.evaluate.metrics import classification_metrics, format_metrics
+
+__all__ = [
+    "classification_metrics",
+    "evaluate",
+    "evaluate_subsets",
+    "format_metrics",
+    "per_sample",
+    "predict_proba",
+]

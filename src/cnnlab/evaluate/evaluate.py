@@ -1,0 +1,212 @@
+"""Run a trained model over a dataset and report how well it classifies.
+
+Evaluation is one pass of large batches under ``torch.inference_mode`` with the model in eval
+mode (dropout off, batch-norm running statistics on); the model's own train/eval state is
+restored afterwards, so evaluating in the middle of training changes nothing. Images go in as
+raw source values converted to float per batch: the model standardizes them itself, and
+converting a batch at a time keeps a 16-bit dataset as compact integers in memory.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.data.dataset import ImageDataset
+from cnnlab.errors import CnnlabError
+from cnnlab.evaluate.metrics import classification_metrics
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+@contextmanager
+def _evaluating(model: nn.Module, device: str | torch.device) -> Iterator[torch.device]:
+    """Eval mode on ``device`` for the duration; the previous mode and device come back after."""
+    was_training = model.training
+    original = _model_device(model)
+    target = torch.device(device)
+    model.eval()
+    if target != original:
+        model.to(target)
+    try:
+        yield target
+    finally:
+        if target != original:
+            model.to(original)
+        model.train(was_training)
+
+
+def check_compatible(model: nn.Module, dataset: ImageDataset, purpose: str = "evaluate") -> None:
+    """Refuse data that the model was not built for, with a line that says how to fix it.
+
+    A model fed the wrong number of channels or a different image size either crashes deep in
+    a convolution with an unreadable shape error or, worse, runs and answers nonsense.
+    """
+    if len(dataset) == 0:
+        raise CnnlabError(f"{dataset.name} is empty: there is nothing to {purpose}")
+    dataset.require_uniform(f"you {purpose}")
+    in_chans = getattr(model, "in_chans", None)
+    if in_chans is not None and dataset.channels != in_chans:
+        raise CnnlabError(
+            f"{dataset.name} has {dataset.channels}-channel images but the model expects "
+            f"{in_chans}; convert the data with channels={in_chans} (--channels {in_chans})"
+        )
+    input_size = getattr(model, "input_size", None)
+    if input_size is not None and dataset.image_size != tuple(input_size):
+        height, width = input_size
+        h, w = dataset.image_size
+        raise CnnlabError(
+            f"{dataset.name} has {h}x{w} images but the model expects {height}x{width}; "
+            f"resize to {height}x{width} (--size {height}x{width})"
+        )
+    num_classes = getattr(model, "num_classes", None)
+    if num_classes is not None and dataset.num_classes != num_classes:
+        raise CnnlabError(
+            f"{dataset.name} has {dataset.num_classes} classes "
+            f"({', '.join(dataset.class_names)}) but the model predicts {num_classes}; "
+            f"{purpose} on data with the classes of the model"
+        )
+    config = getattr(model, "cnnlab_config", None) or {}
+    trained_names = config.get("class_names") if isinstance(config, Mapping) else None
+    if trained_names is not None and tuple(trained_names) != dataset.class_names:
+        raise CnnlabError(
+            f"{dataset.name} has classes ({', '.join(dataset.class_names)}) but the model was "
+            f"trained on ({', '.join(trained_names)}); use data with the same classes in the "
+            f"same order"
+        )
+
+
+def _images_of(model: nn.Module, images: torch.Tensor | ImageDataset) -> torch.Tensor:
+    if isinstance(images, ImageDataset):
+        check_compatible(model, images)
+        # The model standardizes internally, so it needs source units, not z-scores.
+        return images.raw().images
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise CnnlabError(f"images must be an (N, C, H, W) tensor, not {shape}")
+    in_chans = getattr(model, "in_chans", None)
+    input_size = getattr(model, "input_size", None)
+    if in_chans is not None and images.shape[1] != in_chans:
+        raise CnnlabError(
+            f"images have {images.shape[1]} channels but the model expects {in_chans}; "
+            f"convert them with channels={in_chans}"
+        )
+    if input_size is not None and tuple(images.shape[2:]) != tuple(input_size):
+        height, width = input_size
+        raise CnnlabError(
+            f"images are {images.shape[2]}x{images.shape[3]} but the model expects "
+            f"{height}x{width}; resize to {height}x{width}"
+        )
+    return images
+
+
+def _logits(
+    model: nn.Module, images: torch.Tensor, batch_size: int, device: str | torch.device
+) -> torch.Tensor:
+    """All logits (on the CPU, float32) from one pass in batches of ``batch_size``."""
+    if batch_size < 1:
+        raise CnnlabError(f"batch_size must be at least 1, not {batch_size}")
+    outputs = []
+    with _evaluating(model, device) as target, torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            batch = images[start : start + batch_size].to(target).float()
+            outputs.append(model(batch).float().cpu())
+    if not outputs:
+        num_classes = getattr(model, "num_classes", 0)
+        return torch.zeros((0, num_classes))
+    return torch.cat(outputs)
+
+
+def predict_proba(
+    model: nn.Module,
+    images: torch.Tensor | ImageDataset,
+    batch_size: int = 1024,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor:
+    """Softmax class probabilities, one row per image, on the CPU.
+
+    ``images`` are raw dataset images (a normalized dataset is converted back to source units
+    first, because the model standardizes its input itself).
+    """
+    logits = _logits(model, _images_of(model, images), batch_size, device)
+    return torch.softmax(logits, dim=1)
+
+
+def per_sample(
+    model: nn.Module,
+    dataset: ImageDataset,
+    batch_size: int = 1024,
+    device: str | torch.device = "cpu",
+) -> dict:
+    """Per-image results for galleries of the worst mistakes.
+
+    Returns NumPy arrays ``probabilities`` (N x classes), ``predictions``, ``labels``,
+    ``confidence`` (probability of the predicted class), ``loss`` (cross-entropy of each
+    image), plus the source ``paths`` and ``class_names``.
+    """
+    logits = _logits(model, _images_of(model, dataset), batch_size, device)
+    labels = dataset.labels.to(torch.int64)
+    probabilities = torch.softmax(logits, dim=1)
+    predictions = logits.argmax(dim=1)
+    return {
+        "probabilities": probabilities.numpy(),
+        "predictions": predictions.numpy(),
+        "labels": labels.numpy(),
+        "confidence": probabilities.max(dim=1).values.numpy(),
+        "loss": F.cross_entropy(logits, labels, reduction="none").numpy(),
+        "paths": dataset.paths,
+        "class_names": dataset.class_names,
+    }
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: ImageDataset,
+    batch_size: int = 1024,
+    device: str | torch.device = "cpu",
+) -> dict:
+    """caret-style metrics (see :func:`classification_metrics`) plus the mean cross-entropy.
+
+    Also records ``dataset`` (its name) and ``subset`` so a saved report says what it measured.
+    """
+    samples = per_sample(model, dataset, batch_size=batch_size, device=device)
+    loss = float(np.mean(samples["loss"], dtype=np.float64))
+    if not math.isfinite(loss):
+        raise CnnlabError(
+            f"the model's loss on {dataset.name} is {loss}: its outputs are not finite numbers; "
+            f"retrain it with a lower learning rate"
+        )
+    metrics = classification_metrics(
+        samples["labels"],
+        samples["predictions"],
+        dataset.class_names,
+        probabilities=samples["probabilities"],
+        loss=loss,
+    )
+    metrics["dataset"] = dataset.name
+    metrics["subset"] = dataset.subset
+    return metrics
+
+
+def evaluate_subsets(
+    model: nn.Module,
+    datasets: Mapping[str, ImageDataset | None],
+    batch_size: int = 1024,
+    device: str | torch.device = "cpu",
+) -> dict[str, dict]:
+    """:func:`evaluate` on each named dataset (e.g. train / valid / test), skipping None."""
+    return {
+        name: evaluate(model, dataset, batch_size=batch_size, device=device)
+        for name, dataset in datasets.items()
+        if dataset is not None
+    }

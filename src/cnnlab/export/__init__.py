@@ -1,0 +1,8 @@
+"""Saving, loading and using trained models."""
+
+from __future__ import annotations
+
+from cnnlab.export.predict import PredictionTable, predict
+from cnnlab.export.saved import load, read_model_meta, save_model
+
+__all__ = ["PredictionTable", "load", "predict", "read_model_meta", "save_model"]

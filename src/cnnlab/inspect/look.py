@@ -1,0 +1,37 @@
+"""One image through a trained model: every layer, the first filters, all kernels, saliency."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from torch import nn
+
+from cnnlab.errors import CnnlabError
+from cnnlab.export.predict import prepare_images
+from cnnlab.inspect.activations import plot_activations, plot_conv_kernels, plot_filters
+from cnnlab.inspect.saliency import plot_saliency
+
+
+def inspect_image(model: nn.Module, image_path: str | Path, out: str | Path) -> list[Path]:
+    """Writes the pictures of ``image_path`` going through ``model`` into the folder ``out``.
+
+    The image is read and preprocessed exactly as :func:`cnnlab.predict` would (channels, size,
+    bit depth checked). Pictures that make no sense for the model, such as the filters of an
+    MLP, are skipped with a warning; the others are still drawn. Returns the files written.
+    """
+    image_path, out = Path(image_path), Path(out)
+    image = prepare_images(model, [image_path]).images[0]
+    out.mkdir(parents=True, exist_ok=True)
+    stem = image_path.stem
+    class_names = getattr(model, "class_names", None)
+    written = [
+        plot_activations(model, image, out / f"{stem} - activations.png", class_names=class_names),
+        plot_saliency(model, image, out / f"{stem} - saliency.png", class_names=class_names),
+    ]
+    for draw, name in ((plot_filters, "filters"), (plot_conv_kernels, "kernels")):
+        try:
+            written.append(draw(model, out / f"model - {name}.png"))
+        except CnnlabError as error:
+            warnings.warn(str(error), stacklevel=2)
+    return written

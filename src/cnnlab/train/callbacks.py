@@ -1,0 +1,209 @@
+"""The hooks of the training loop, and the callbacks cnnlab itself uses.
+
+A callback is any object with some of the methods ``on_fit_start``, ``on_epoch_start``,
+``on_batch_start``, ``on_batch_end``, ``on_epoch_end`` and ``on_fit_end``; each receives the
+loop's ``logs`` dict. A callback asks the loop to stop by setting ``logs["stop_training"]``.
+That is the whole protocol: progress bars, CSV logs, early stopping, checkpoints and TensorBoard
+are all written against it, and so can a user's own code.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+HISTORY_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "valid_loss",
+    "valid_accuracy",
+    "lr",
+    "seconds",
+)
+HOOKS = (
+    "on_fit_start",
+    "on_epoch_start",
+    "on_batch_start",
+    "on_batch_end",
+    "on_epoch_end",
+    "on_fit_end",
+)
+
+
+class Callback:
+    """Base class with every hook doing nothing; override the ones you need."""
+
+    def on_fit_start(self, logs: dict) -> None: ...
+    def on_epoch_start(self, logs: dict) -> None: ...
+    def on_batch_start(self, logs: dict) -> None: ...
+    def on_batch_end(self, logs: dict) -> None: ...
+    def on_epoch_end(self, logs: dict) -> None: ...
+    def on_fit_end(self, logs: dict) -> None: ...
+
+
+class CallbackList:
+    """Calls one hook on every callback that defines it, in order."""
+
+    def __init__(self, callbacks: Iterable[object]) -> None:
+        self.callbacks = list(callbacks)
+        self._has = {
+            hook: [getattr(c, hook) for c in self.callbacks if hasattr(c, hook)] for hook in HOOKS
+        }
+
+    def wants(self, hook: str) -> bool:
+        return bool(self._has[hook])
+
+    def __call__(self, hook: str, logs: dict) -> None:
+        for method in self._has[hook]:
+            method(logs)
+
+
+def improved(value: float | None, best: float | None, monitor: str) -> bool:
+    """Whether ``value`` beats ``best`` for this metric (accuracy up, loss down)."""
+    if value is None or not math.isfinite(value):
+        return False
+    if best is None:
+        return True
+    return value > best if monitor.endswith("accuracy") else value < best
+
+
+class ProgressBar(Callback):
+    """A tqdm bar over each epoch's batches and one summary line per epoch.
+
+    The bar draws only on a terminal; the epoch line is always printed, so logs of unattended
+    runs still show every epoch.
+    """
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        self.bar = None
+
+    def on_epoch_start(self, logs: dict) -> None:
+        self.bar = tqdm(
+            total=logs["steps_per_epoch"],
+            desc=f"epoch {logs['epoch']}/{logs['epochs']}",
+            leave=False,
+            unit="batch",
+            file=self.stream,
+            disable=None,
+            dynamic_ncols=True,
+        )
+
+    def on_batch_end(self, logs: dict) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            if "loss" in logs and logs["batch"] % 20 == 0:
+                self.bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
+
+    def on_epoch_end(self, logs: dict) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        parts = [f"epoch {logs['epoch']:>3}/{logs['epochs']}"]
+        for key, label in (
+            ("train_loss", "loss"),
+            ("train_accuracy", "acc"),
+            ("valid_loss", "val_loss"),
+            ("valid_accuracy", "val_acc"),
+        ):
+            if logs.get(key) is not None:
+                parts.append(f"{label} {logs[key]:.4f}")
+        parts.append(f"lr {logs['lr']:.3g}")
+        parts.append(f"{logs['seconds']:.1f}s")
+        print("  ".join(parts), file=self.stream, flush=True)
+
+
+class CSVLogger(Callback):
+    """Appends each epoch to ``history.csv`` as soon as it ends, so a crash loses nothing.
+
+    At the start it rewrites the file from the loop's own history (empty for a new run, the
+    checkpoint's epochs for a resumed one), so an epoch logged just before a crash, but never
+    checkpointed, cannot appear twice.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def _row(self, logs: dict) -> list:
+        return ["" if logs.get(col) is None else logs[col] for col in HISTORY_COLUMNS]
+
+    def on_fit_start(self, logs: dict) -> None:
+        with self.path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(HISTORY_COLUMNS)
+            writer.writerows(self._row(row) for row in logs.get("history", []))
+
+    def on_epoch_end(self, logs: dict) -> None:
+        with self.path.open("a", newline="") as handle:
+            csv.writer(handle).writerow(self._row(logs))
+
+
+class EarlyStopping(Callback):
+    """Stops when ``monitor`` has not improved for ``patience`` epochs."""
+
+    def __init__(self, monitor: str = "valid_loss", patience: int = 5) -> None:
+        self.monitor = monitor
+        self.patience = patience
+        self.best: float | None = None
+        self.waited = 0
+
+    def on_epoch_end(self, logs: dict) -> None:
+        value = logs.get(self.monitor)
+        if improved(value, self.best, self.monitor):
+            self.best, self.waited = value, 0
+            return
+        self.waited += 1
+        if self.waited >= self.patience:
+            logs["stop_training"] = True
+            logs["stop_reason"] = (
+                f"{self.monitor} did not improve for {self.patience} epochs (best {self.best:.4f})"
+            )
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "waited": self.waited}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.waited = state.get("best"), state.get("waited", 0)
+
+
+class BestWeights(Callback):
+    """Keeps a copy of the weights of the best epoch and puts them back when training ends.
+
+    The epoch with the best validation score is the model a user wants to keep and evaluate;
+    the last epoch's weights remain in the loop's checkpoint for resuming.
+    """
+
+    def __init__(self, monitor: str = "valid_loss", restore: bool = True) -> None:
+        self.monitor = monitor
+        self.restore = restore
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def on_epoch_end(self, logs: dict) -> None:
+        value = logs.get(self.monitor)
+        if value is None and self.monitor.startswith("valid"):
+            value = logs.get(self.monitor.replace("valid", "train"))
+        if improved(value, self.best, self.monitor) or self.state is None:
+            self.best, self.best_epoch = value, logs["epoch"]
+            model = logs["model"]
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        logs["best_epoch"] = self.best_epoch
+
+    def on_fit_end(self, logs: dict) -> None:
+        if self.restore and self.state is not None:
+            logs["model"].load_state_dict(self.state)
+        logs["best_epoch"] = self.best_epoch
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch = state.get("best"), state.get("best_epoch")

@@ -1,0 +1,293 @@
+"""The training loop: one readable function, with callback hooks.
+
+The whole training set lives in memory as an integer tensor (on the GPU when there is one), so a
+batch is one indexing operation and a cast: no ``DataLoader`` workers, no per-image Python. The
+model standardizes its own input with the training set's statistics, fitted here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.data.dataset import ImageDataset, Normalizer
+from cnnlab.errors import CnnlabError
+from cnnlab.evaluate.evaluate import check_compatible
+from cnnlab.train.callbacks import (
+    HISTORY_COLUMNS,
+    BestWeights,
+    CallbackList,
+    EarlyStopping,
+)
+from cnnlab.train.checkpoint import (
+    load_training_state,
+    optimizer_from_parts,
+    optimizer_to_parts,
+    save_training_state,
+)
+from cnnlab.train.config import TrainConfig
+from cnnlab.train.optim import Schedule, build_optimizer, initialize
+
+
+@dataclass
+class History:
+    """What :func:`fit` returns: one row per epoch, and how training ended."""
+
+    rows: list[dict] = field(default_factory=list)
+    best_epoch: int | None = None
+    stop_reason: str | None = None
+    seconds: float = 0.0
+
+    def column(self, name: str) -> list:
+        return [row.get(name) for row in self.rows]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when PyTorch sees a GPU, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise CnnlabError(f"--device {name!r} is not a device; use auto, cpu or cuda") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CnnlabError("--device cuda: PyTorch sees no GPU here; use --device cpu or auto")
+    return device
+
+
+@torch.inference_mode()
+def loss_and_accuracy(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 2048
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy in eval mode, in large batches."""
+    was_training = model.training
+    model.eval()
+    total_loss = torch.zeros((), dtype=torch.float64, device=images.device)
+    correct = torch.zeros((), dtype=torch.int64, device=images.device)
+    for start in range(0, len(images), batch_size):
+        x = images[start : start + batch_size].float()
+        y = labels[start : start + batch_size]
+        logits = model(x)
+        total_loss += F.cross_entropy(logits, y, reduction="sum").double()
+        correct += (logits.argmax(1) == y).sum()
+    model.train(was_training)
+    n = max(len(images), 1)
+    return float(total_loss) / n, int(correct) / n
+
+
+class TrainingState:
+    """Writes the last and the best epoch to ``folder`` so a run can resume or be rolled back."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def save(self, name: str, loop: dict, history: History, extra: dict) -> None:
+        model, optimizer = loop["model"], loop["optimizer"]
+        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        optim_tensors, optim_meta = optimizer_to_parts(optimizer.state_dict())
+        tensors.update(optim_tensors)
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["rng.shuffle"] = loop["generator"].get_state()
+        meta = {
+            "epoch": loop["epoch"],
+            "planned_epochs": loop["epochs"],
+            "optimizer": optim_meta,
+            "schedule": loop["schedule"].state_dict(),
+            "history": history.rows,
+            **extra,
+        }
+        save_training_state(self.folder, name, tensors, meta)
+
+
+def fit(
+    model: nn.Module,
+    train: ImageDataset,
+    valid: ImageDataset | None = None,
+    config: TrainConfig | None = None,
+    callbacks: Sequence[object] = (),
+    *,
+    normalizer: Normalizer | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    **options: object,
+) -> History:
+    """Train ``model`` on ``train``, validating on ``valid`` after every epoch.
+
+    ``config`` holds the hyperparameters; keyword ``options`` override its fields
+    (``fit(model, train, valid, epochs=5, optimizer="sgd")``). The model's input
+    standardization is fitted on ``train`` (or taken from ``normalizer``, e.g. fitted before
+    augmentation). With ``checkpoint_dir`` the last and best epochs are saved there every epoch,
+    and ``resume=True`` continues from the last one, reproducing the uninterrupted run.
+    At the end the model holds the weights of its best epoch (lowest validation loss, or the
+    config's ``monitor``); the returned :class:`History` says which epoch that was.
+    """
+    config = dataclasses.replace(config or TrainConfig(), **options).resolved(len(train))
+    config.validate()
+    device = resolve_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    check_compatible(model, train, "train")
+    if valid is not None and len(valid):
+        check_compatible(model, valid, "validate")
+    train, valid = train.raw(), valid.raw() if valid is not None else None
+    if valid is not None and len(valid) == 0:
+        valid = None
+
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    if not resume:
+        normalizer = normalizer or Normalizer.fit(train)
+        model.standardize.set_statistics(normalizer.mean, normalizer.std)
+        initialize(model, config.init, config.init_sigma)
+    model.to(device)
+    x_train, y_train = train.images.to(device), train.labels.to(device)
+    x_valid = valid.images.to(device) if valid is not None else None
+    y_valid = valid.labels.to(device) if valid is not None else None
+
+    n = len(x_train)
+    batch_size = min(config.batch_size, n)
+    # A last batch of one sample would break batch norm; fold it into the previous batch.
+    steps = max(1, n // batch_size if n % batch_size < 2 else n // batch_size + 1)
+    optimizer = build_optimizer(model, config)
+    schedule = Schedule(optimizer, config, steps)
+    best = BestWeights(config.monitor if valid is not None else "train_loss")
+    stopper = EarlyStopping(config.monitor, config.patience) if config.patience else None
+    hooks = CallbackList([best, *([stopper] if stopper else []), *callbacks])
+    state = TrainingState(Path(checkpoint_dir)) if checkpoint_dir else None
+    history = History()
+    first_epoch = 1
+    loop: dict = {
+        "model": model,
+        "optimizer": optimizer,
+        "schedule": schedule,
+        "generator": generator,
+        "config": config,
+        "epochs": config.epochs,
+        "steps_per_epoch": steps,
+        "train_size": n,
+        "valid_size": len(x_valid) if x_valid is not None else 0,
+        "device": str(device),
+    }
+
+    if resume:
+        if state is None:
+            raise CnnlabError("resume needs the run folder that holds the checkpoints")
+        first_epoch = _restore(state.folder, loop, history, best, stopper) + 1
+        if first_epoch > config.epochs:
+            raise CnnlabError(
+                f"{state.folder}: the run already finished its {config.epochs} epochs; "
+                f"pass a larger --epochs to train on"
+            )
+
+    hooks("on_fit_start", dict(loop, epoch=first_epoch, history=list(history.rows)))
+    started = time.perf_counter()
+    track_loss = hooks.wants("on_batch_end") or device.type == "cpu"
+    for epoch in range(first_epoch, config.epochs + 1):
+        loop["epoch"] = epoch
+        hooks("on_epoch_start", dict(loop))
+        epoch_start = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=generator).to(device)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        for step in range(steps):
+            index = order[step * batch_size : (step + 1) * batch_size if step < steps - 1 else n]
+            batch_logs = {"epoch": epoch, "batch": step, "size": len(index), "model": model}
+            if hooks.wants("on_batch_start"):
+                hooks("on_batch_start", batch_logs)
+            x, y = x_train[index].float(), y_train[index]
+            logits = model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.batch_end()
+            loss_sum += loss.detach().double() * len(index)
+            correct += (logits.detach().argmax(1) == y).sum()
+            if track_loss:
+                value = loss.item()
+                if not math.isfinite(value):
+                    _diverged(epoch, step, config)
+                batch_logs["loss"] = value
+                hooks("on_batch_end", batch_logs)
+        train_loss, train_accuracy = float(loss_sum) / n, int(correct) / n
+        if not math.isfinite(train_loss):
+            _diverged(epoch, steps - 1, config)
+        logs = dict(
+            loop,
+            epoch=epoch,
+            train_loss=train_loss,
+            train_accuracy=train_accuracy,
+            valid_loss=None,
+            valid_accuracy=None,
+            lr=optimizer.param_groups[0]["lr"],
+        )
+        if x_valid is not None:
+            logs["valid_loss"], logs["valid_accuracy"] = loss_and_accuracy(model, x_valid, y_valid)
+        logs["seconds"] = time.perf_counter() - epoch_start
+        schedule.epoch_end(logs)
+        history.rows.append({col: logs[col] for col in HISTORY_COLUMNS})
+        hooks("on_epoch_end", logs)
+        history.best_epoch = best.best_epoch
+        if state is not None:
+            extra = {
+                "best": best.state_dict(),
+                "early_stopping": stopper.state_dict() if stopper else None,
+            }
+            state.save("last", logs, history, extra)
+            if best.best_epoch == epoch:
+                state.save("best", logs, history, extra)
+        if logs.get("stop_training"):
+            history.stop_reason = logs.get("stop_reason", "stopped by a callback")
+            break
+    history.seconds = time.perf_counter() - started
+    end_logs = dict(loop, history=history)
+    hooks("on_fit_end", end_logs)
+    history.best_epoch = best.best_epoch
+    return history
+
+
+def _diverged(epoch: int, step: int, config: TrainConfig) -> None:
+    raise CnnlabError(
+        f"training diverged at epoch {epoch}, batch {step + 1}: the loss is not a number; "
+        f"lower the learning rate (--lr, now {config.learning_rate:g}) or change --init"
+    )
+
+
+def _restore(
+    folder: Path, loop: dict, history: History, best: BestWeights, stopper: EarlyStopping | None
+) -> int:
+    """Loads the last checkpoint into the loop's objects; returns the epoch it ended."""
+    tensors, meta = load_training_state(folder, "last")
+    config = loop["config"]
+    planned = meta.get("planned_epochs", config.epochs)
+    if config.schedule in ("cosine", "onecycle") and planned != config.epochs:
+        raise CnnlabError(
+            f"{folder.parent}: its {config.schedule} schedule was planned for {planned} epochs "
+            f"and cannot be stretched to {config.epochs}; resume without --epochs, or start a "
+            "new run"
+        )
+    model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    loop["model"].load_state_dict(model_state)
+    loop["optimizer"].load_state_dict(optimizer_from_parts(tensors, meta["optimizer"]))
+    loop["schedule"].load_state_dict(meta["schedule"])
+    torch.set_rng_state(tensors["rng.torch"])
+    loop["generator"].set_state(tensors["rng.shuffle"])
+    history.rows.extend(meta["history"])
+    best.load_state_dict(meta.get("best") or {})
+    if stopper is not None and meta.get("early_stopping"):
+        stopper.load_state_dict(meta["early_stopping"])
+    best_tensors, _ = load_training_state(folder, "best")
+    best.state = {k[len("model.") :]: v for k, v in best_tensors.items() if k.startswith("model.")}
+    return int(meta["epoch"])

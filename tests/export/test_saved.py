@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnnlab.errors import CnnlabError
+from cnnlab.export import load, predict, read_model_meta, save_model
+from cnnlab.models import create_model
+from cnnlab.train import fit
+
+
+@pytest.fixture(scope="module")
+def trained(mnist_small, tmp_path_factory):
+    train, test = mnist_small
+    model = create_model("lenet5", in_chans=1, num_classes=10, input_size=(28, 28))
+    fit(model, train, None, epochs=2, batch_size=25)
+    folder = tmp_path_factory.mktemp("model")
+    save_model(model, folder, train.class_names, bit_depth=8, training={"epochs": 2})
+    return model, folder, test
+
+
+def test_round_trip_gives_identical_outputs(trained):
+    model, folder, test = trained
+    loaded = load(folder)
+    x = test.images[:64].float()
+    model.eval()
+    assert torch.equal(model(x), loaded(x))
+    assert loaded.class_names == tuple("0123456789")
+    assert loaded.bit_depth == 8
+    assert torch.equal(loaded.standardize.mean, model.standardize.mean)
+
+
+def test_metadata_is_plain_json_and_weights_are_safetensors(trained):
+    _, folder, _ = trained
+    meta = json.loads((folder / "model.json").read_text())
+    assert meta["format"] == "cnnlab-model"
+    assert meta["architecture"]["name"] == "lenet5"
+    assert meta["input_size"] == [28, 28] and meta["in_chans"] == 1
+    assert meta["normalization"]["mean"][0] == pytest.approx(33.3, abs=2)
+    assert "torch" in meta["versions"]
+    header_size = int.from_bytes((folder / "model.safetensors").read_bytes()[:8], "little")
+    header = json.loads((folder / "model.safetensors").read_bytes()[8 : 8 + header_size])
+    assert "standardize.mean" in header
+    assert read_model_meta(folder)["class_names"] == list("0123456789")
+
+
+def test_load_accepts_the_json_or_the_weights_path(trained):
+    _, folder, _ = trained
+    for path in (folder / "model.json", folder / "model.safetensors"):
+        assert load(path).num_classes == 10
+
+
+def test_bad_model_files_get_one_line_errors(trained, tmp_path):
+    _, folder, _ = trained
+    with pytest.raises(CnnlabError, match="no such model"):
+        load(tmp_path / "missing.bin")
+    with pytest.raises(CnnlabError, match=r"model\.json: missing"):
+        load(tmp_path)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.json").write_text((folder / "model.json").read_text())
+    weights = (folder / "model.safetensors").read_bytes()
+    (broken / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    with pytest.raises(CnnlabError, match="unreadable or truncated"):
+        load(broken)
+    (broken / "model.json").write_text('{"hello": 1}')
+    with pytest.raises(CnnlabError, match="not a cnnlab model"):
+        load(broken)
+    (broken / "model.json").write_text("not json")
+    with pytest.raises(CnnlabError, match="unreadable model description"):
+        load(broken)
+    other = json.loads((folder / "model.json").read_text())
+    other["architecture"]["name"] = "mlp"
+    (broken / "model.json").write_text(json.dumps(other))
+    (broken / "model.safetensors").write_bytes(weights)
+    with pytest.raises(CnnlabError, match=r"model\.json: model 'mlp' has no option 'padding'"):
+        load(broken)
+    other["architecture"]["kwargs"] = {}
+    (broken / "model.json").write_text(json.dumps(other))
+    with pytest.raises(CnnlabError, match="do not fit mlp"):
+        load(broken)
+
+
+def test_predict_reads_files_and_folders(trained, tmp_path):
+    model, folder, test = trained
+    digits = tmp_path / "digits dir"
+    digits.mkdir()
+    for i in range(6):
+        Image.fromarray(test.images[i, 0].numpy()).save(digits / f"digit {i} - C=0.v1.png")
+    table = predict(load(folder), [digits])
+    assert len(table) == 6
+    assert table.columns == ["path", "predicted"] + [f"p_{d}" for d in "0123456789"]
+    expected = model.eval()(test.images[:6].float()).softmax(1)
+    assert torch.allclose(table.probabilities, expected, atol=1e-5)
+    rows = table.rows()
+    assert rows[0]["path"].endswith("digit 0 - C=0.v1.png")
+    assert sum(rows[0][f"p_{d}"] for d in "0123456789") == pytest.approx(1.0, abs=1e-5)
+    out = tmp_path / "preds.csv"
+    table.to_csv(out)
+    lines = out.read_text().splitlines()
+    assert len(lines) == 7 and lines[0].startswith("path,predicted,p_0")
+
+
+def test_predict_resizes_converts_and_refuses_other_bit_depths(trained, tmp_path):
+    _, folder, test = trained
+    big = np.kron(test.images[0, 0].numpy(), np.ones((2, 2), dtype=np.uint8))
+    Image.fromarray(np.stack([big] * 3, axis=-1)).save(tmp_path / "rgb56.png")
+    table = predict(load(folder), tmp_path / "rgb56.png")
+    assert table.probabilities.shape == (1, 10)
+    Image.fromarray(big.astype(np.uint16) * 257).save(tmp_path / "deep.png")
+    with pytest.raises(CnnlabError, match="16-bit image, but the model learned on 8-bit"):
+        predict(load(folder), tmp_path / "deep.png")
+    with pytest.raises(CnnlabError, match="no such file"):
+        predict(load(folder), tmp_path / "nothing.png")

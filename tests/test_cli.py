@@ -1,0 +1,129 @@
+"""The command line: what a user types, what they see, and the exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cnnlab.cli import main
+
+MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *fragments):
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.startswith("cnnlab: error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_data_summary_of_mnist_matches_known_counts(capsys):
+    code, out, _ = run(capsys, "data", "summary", "mnist", "--json")
+    assert code == 0
+    summary = json.loads(out)
+    assert list(summary["train"]["classes"].values()) == MNIST_TRAIN_COUNTS
+    assert list(summary["test"]["classes"].values()) == MNIST_TEST_COUNTS
+    assert summary["train"]["bit_depth"] == 8 and summary["train"]["height"] == [28, 28]
+    code, out, _ = run(capsys, "data", "summary", "mnist")
+    assert "5923" in out and "60000" in out
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "crops"
+    assert (
+        main(["synth", "bacteria", "--out", str(out), "--per-class", "12", "--max-size", "40"]) == 0
+    )
+    return out
+
+
+def test_synth_then_summary_of_folders(capsys, synth_dir):
+    code, out, _ = run(capsys, "data", "summary", str(synth_dir), "--pattern", "*.tif", "--json")
+    assert code == 0
+    info = json.loads(out)["all"]
+    assert info["classes"] == {"1cell": 12, "2cell": 12, "groups": 12, "rien": 12}
+    assert info["bit_depth"] == 16
+    code, _, err = run(capsys, "synth", "bacteria", "--out", str(synth_dir))
+    assert_one_line_error(code, err, "not empty", "--overwrite")
+
+
+def test_train_predict_evaluate_on_folders(capsys, synth_dir, tmp_path):
+    out = tmp_path / "run"
+    code, _, err = run(
+        capsys,
+        "train",
+        "--data",
+        str(synth_dir),
+        "--size",
+        "24",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+        "--no-report",
+        "--split",
+        "50,25,25",
+    )
+    assert code == 0, err
+    assert "test accuracy" in err
+    code, out_csv, _ = run(capsys, "predict", str(out), str(synth_dir / "rien"))
+    assert code == 0
+    rows = out_csv.strip().splitlines()
+    assert rows[0] == "path,predicted,p_1cell,p_2cell,p_groups,p_rien" and len(rows) == 13
+    code, text, _ = run(capsys, "evaluate", str(out), "--data", str(synth_dir), "--json")
+    assert code == 0
+    assert json.loads(text)["all"]["n"] == 48
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["train", "--model", "lenett5"], ["lenett5", "lenet5"]),
+        (["train", "--optimizer", "sgdd"], ["--optimizer", "sgd"]),
+        (["train", "--size", "8"], ["8x8", "lenet5"]),
+        (["train", "--data", "/no/such/folder"], ["/no/such/folder"]),
+        (["train", "--split", "60,30,10"], ["--split", "mnist"]),
+        (["data", "summary", "/no/such/folder"], ["/no/such/folder"]),
+        (["predict", "/no/such/model", "x.png"], ["/no/such/model"]),
+        (["evaluate", "/no/such/model"], ["/no/such/model"]),
+        (["train", "--config", "/no/such.toml"], ["/no/such.toml"]),
+        (["train", "--resume", "/no/such/run"], ["/no/such/run"]),
+    ],
+)
+def test_bad_input_gets_one_line_and_exit_code_2(capsys, args, fragments):
+    code, _, err = run(capsys, *args)
+    assert_one_line_error(code, err, *fragments)
+
+
+def test_models_lists_every_network(capsys):
+    from cnnlab.models import list_models
+
+    code, out, _ = run(capsys, "models")
+    assert code == 0
+    for name in list_models():
+        assert name in out
+    assert "61,706" in out
+
+
+def test_console_script_runs_and_reports_errors_without_traceback(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnlab.cli", "predict", str(tmp_path), "x.png"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("cnnlab: error:") and "Traceback" not in done.stderr

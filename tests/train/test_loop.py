@@ -1,0 +1,273 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from cnnlab.errors import CnnlabError
+from cnnlab.models import create_model
+from cnnlab.train import Callback, TrainConfig, fit
+from cnnlab.train.checkpoint import optimizer_from_parts, optimizer_to_parts
+
+
+def lenet():
+    return create_model("lenet5", in_chans=1, num_classes=10, input_size=(28, 28))
+
+
+def weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+class Recorder(Callback):
+    def __init__(self):
+        self.calls = []
+
+    def on_fit_start(self, logs):
+        self.calls.append("fit_start")
+
+    def on_epoch_start(self, logs):
+        self.calls.append(f"epoch_start {logs['epoch']}")
+
+    def on_batch_start(self, logs):
+        self.calls.append("batch_start")
+
+    def on_batch_end(self, logs):
+        assert math.isfinite(logs["loss"])
+        self.calls.append("batch_end")
+
+    def on_epoch_end(self, logs):
+        self.calls.append(f"epoch_end {logs['epoch']}")
+        for key in (
+            "train_loss",
+            "train_accuracy",
+            "valid_loss",
+            "valid_accuracy",
+            "lr",
+            "seconds",
+        ):
+            assert key in logs
+
+    def on_fit_end(self, logs):
+        self.calls.append("fit_end")
+
+
+def test_fit_learns_mnist_and_logs_every_epoch(mnist_small):
+    train, test = mnist_small
+    recorder = Recorder()
+    model = lenet()
+    history = fit(
+        model, train, test, epochs=3, batch_size=25, optimizer="adam", lr=3e-3, callbacks=[recorder]
+    )
+    assert [row["epoch"] for row in history.rows] == [1, 2, 3]
+    assert history.rows[-1]["valid_accuracy"] > 0.85
+    assert history.rows[-1]["train_loss"] < history.rows[0]["train_loss"]
+    steps = 1000 // 25
+    assert recorder.calls.count("batch_end") == 3 * steps
+    assert recorder.calls[0] == "fit_start" and recorder.calls[-1] == "fit_end"
+    assert recorder.calls[1] == "epoch_start 1" and recorder.calls[2] == "batch_start"
+    # the model standardizes with the training set's statistics
+    pixels = train.images.double()
+    assert model.standardize.mean.item() == pytest.approx(pixels.mean().item(), rel=1e-5)
+    assert model.standardize.std.item() == pytest.approx(pixels.std(correction=0).item(), rel=1e-5)
+
+
+def test_same_seed_repeats_exactly(mnist_small):
+    train, _ = mnist_small
+    runs = []
+    for _ in range(2):
+        model = lenet()
+        fit(model, train.select(range(300)), None, epochs=2, batch_size=32, seed=7, init="xavier")
+        runs.append(weights(model))
+    for key in runs[0]:
+        assert torch.equal(runs[0][key], runs[1][key]), key
+    other = lenet()
+    fit(other, train.select(range(300)), None, epochs=2, batch_size=32, seed=8, init="xavier")
+    first_conv = next(k for k in runs[0] if k.endswith("weight"))
+    assert not torch.equal(runs[0][first_conv], other.state_dict()[first_conv])
+
+
+def test_resume_reproduces_the_uninterrupted_run(mnist_small, tmp_path):
+    train, test = mnist_small
+    train, valid = train.select(range(400)), test.select(range(100))
+    options = dict(epochs=4, batch_size=40, optimizer="sgd", schedule="cosine", seed=3)
+
+    whole = lenet()
+    whole_history = fit(whole, train, valid, checkpoint_dir=tmp_path / "a", **options)
+
+    class Interrupt(Callback):
+        def on_epoch_end(self, logs):
+            logs["stop_training"] = logs["epoch"] == 2
+
+    interrupted = fit(
+        lenet(), train, valid, callbacks=[Interrupt()], checkpoint_dir=tmp_path / "b", **options
+    )
+    assert len(interrupted.rows) == 2
+    resumed = lenet()
+    history = fit(
+        resumed, train, valid, None, checkpoint_dir=tmp_path / "b", resume=True, **options
+    )
+    assert [r["epoch"] for r in history.rows] == [1, 2, 3, 4]
+    for a, b in zip(whole_history.rows, history.rows, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
+        assert a["valid_accuracy"] == b["valid_accuracy"]
+    assert history.best_epoch == whole_history.best_epoch
+    for key, value in weights(whole).items():
+        assert torch.allclose(value, resumed.state_dict()[key], atol=1e-6), key
+
+
+def test_resume_of_a_finished_run_asks_for_more_epochs(mnist_small, tmp_path):
+    train, _ = mnist_small
+    fit(lenet(), train.select(range(100)), None, epochs=1, checkpoint_dir=tmp_path)
+    with pytest.raises(CnnlabError, match="--epochs"):
+        fit(lenet(), train.select(range(100)), None, epochs=1, checkpoint_dir=tmp_path, resume=True)
+
+
+def test_divergence_stops_with_a_clear_message(mnist_small):
+    train, _ = mnist_small
+    with pytest.raises(CnnlabError, match=r"diverged.*--lr"):
+        fit(
+            lenet(), train.select(range(200)), None, epochs=2, optimizer="sgd", lr=1e6, momentum=0.9
+        )
+
+
+def test_early_stopping_counts_epochs_without_improvement():
+    from cnnlab.train.callbacks import EarlyStopping
+
+    stopper = EarlyStopping("valid_loss", patience=2)
+    stopped = []
+    for epoch, loss in enumerate([1.0, 0.8, 0.9, 0.7, 0.75, 0.71, 0.5], start=1):
+        logs = {"epoch": epoch, "valid_loss": loss}
+        stopper.on_epoch_end(logs)
+        stopped.append(bool(logs.get("stop_training")))
+    assert stopped == [False, False, False, False, False, True, False]
+
+
+def test_early_stopping_ends_a_stalled_run(mnist_small):
+    train, test = mnist_small
+    # A vanishing learning rate leaves the weights as they are, so accuracy cannot improve.
+    history = fit(
+        lenet(),
+        train.select(range(200)),
+        test.select(range(50)),
+        epochs=30,
+        patience=1,
+        monitor="train_accuracy",
+        lr=1e-12,
+        optimizer="sgd",
+        momentum=0.0,
+    )
+    assert len(history.rows) == 2
+    assert "train_accuracy did not improve for 1 epochs" in history.stop_reason
+
+
+def test_best_weights_are_restored(mnist_small):
+    train, test = mnist_small
+    model = lenet()
+    history = fit(
+        model, train.select(range(300)), test.select(range(200)), epochs=4, lr=0.05, optimizer="sgd"
+    )
+    losses = history.column("valid_loss")
+    assert history.best_epoch == 1 + losses.index(min(losses))
+    from cnnlab.train.loop import loss_and_accuracy
+
+    loss, _ = loss_and_accuracy(
+        model, test.select(range(200)).images, test.select(range(200)).labels
+    )
+    assert loss == pytest.approx(min(losses), rel=1e-5)
+
+
+@pytest.mark.parametrize("schedule", ["constant", "step", "cosine", "onecycle", "plateau"])
+def test_schedules_shape_the_learning_rate(mnist_small, schedule):
+    train, test = mnist_small
+    history = fit(
+        lenet(),
+        train.select(range(100)),
+        test.select(range(50)),
+        epochs=4,
+        batch_size=25,
+        optimizer="sgd",
+        lr=0.1,
+        schedule=schedule,
+        step_size=2,
+        gamma=0.5,
+    )
+    lrs = history.column("lr")
+    if schedule == "constant":
+        assert lrs == [0.1] * 4
+    elif schedule == "step":
+        assert lrs == pytest.approx([0.1, 0.1, 0.05, 0.05])
+    elif schedule == "cosine":
+        assert lrs == sorted(lrs, reverse=True) and lrs[-1] < 1e-3
+    elif schedule == "onecycle":
+        assert max(lrs) > 0.05 and lrs[-1] < 0.01
+    else:
+        assert all(lr <= 0.1 for lr in lrs)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "rmsprop", "adadelta"])
+def test_every_optimizer_reduces_the_loss(mnist_small, optimizer):
+    train, _ = mnist_small
+    history = fit(
+        lenet(), train.select(range(300)), None, epochs=3, batch_size=30, optimizer=optimizer
+    )
+    assert history.rows[-1]["train_loss"] < history.rows[0]["train_loss"]
+
+
+def test_normal_initializer_uses_sigma():
+    from cnnlab.train.optim import initialize
+
+    model = create_model("mlp", in_chans=1, num_classes=4, input_size=(32, 32))
+    torch.manual_seed(0)
+    initialize(model, "normal", sigma=0.1)
+    weight = (
+        model.head.weight
+        if hasattr(model.head, "weight")
+        else next(m.weight for m in model.modules() if isinstance(m, torch.nn.Linear))
+    )
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+    assert first.weight.std().item() == pytest.approx(0.1, rel=0.05)
+    assert torch.count_nonzero(first.bias) == 0
+    assert weight is not None
+
+
+def test_optimizer_state_round_trips_without_pickle():
+    model = lenet()
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.rand(4, 1, 28, 28)).sum().backward()
+    optimizer.step()
+    tensors, meta = optimizer_to_parts(optimizer.state_dict())
+    restored = optimizer_from_parts(tensors, meta)
+    fresh = torch.optim.Adam(lenet().parameters())
+    fresh.load_state_dict(restored)
+    for index, values in optimizer.state_dict()["state"].items():
+        for name, value in values.items():
+            assert torch.equal(value, fresh.state_dict()["state"][index][name])
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(CnnlabError, match="--optimizer 'sgdd'"):
+        TrainConfig(optimizer="sgdd")
+    with pytest.raises(CnnlabError, match="--epochs"):
+        TrainConfig(epochs=0)
+    with pytest.raises(CnnlabError, match="--lr"):
+        TrainConfig(lr=-1.0)
+
+
+def test_automatic_epochs_and_batch_size_follow_the_training_set():
+    mnist_sized = TrainConfig().resolved(54_000)
+    assert (mnist_sized.epochs, mnist_sized.batch_size) == (3, 128)
+    small = TrainConfig().resolved(360)
+    assert (small.epochs, small.batch_size) == (100, 18)
+    assert TrainConfig(epochs=7, batch_size=32).resolved(360).epochs == 7
+    assert TrainConfig().learning_rate == 0.1
+    assert TrainConfig(optimizer="adam", schedule="constant").learning_rate == 1e-3
+    assert TrainConfig(optimizer="adam").to_dict()["nesterov"] is False
+
+
+def test_incompatible_data_is_refused_before_training(mnist_small):
+    train, _ = mnist_small
+    with pytest.raises(CnnlabError, match="--size 32x32"):
+        fit(create_model("lenet5", input_size=(32, 32)), train, None, epochs=1)
+    with pytest.raises(CnnlabError, match="--channels 3"):
+        fit(create_model("lenet5", in_chans=3), train, None, epochs=1)

@@ -1,0 +1,147 @@
+"""The run folder contract, on the synthetic microscopy data the folder workflow is made for."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from cnnlab.data.synth import synth_bacteria
+from cnnlab.errors import CnnlabError
+from cnnlab.export import load
+from cnnlab.train.run import RunConfig, evaluate_saved, load_toml, resume_training, run_training
+
+HISTORY = "epoch,train_loss,train_accuracy,valid_loss,valid_accuracy,lr,seconds"
+
+
+@pytest.fixture(scope="module")
+def bacteria(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data") / "bacteria"
+    synth_bacteria(root, per_class=30, seed=0, min_size=20, max_size=40)
+    return root
+
+
+@pytest.fixture(scope="module")
+def finished_run(bacteria, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "run one"
+    config = RunConfig.from_options(
+        {
+            "data": [str(bacteria)],
+            "size": "24",
+            "epochs": 3,
+            "out": str(out),
+            "quiet": True,
+            "report": False,
+            "augment": ["flip:hv"],
+            "equalize": True,
+            "cache": False,
+        }
+    )
+    return run_training(config)
+
+
+def test_run_folder_holds_the_contract(finished_run):
+    out = finished_run
+    for name in (
+        "config.json",
+        "history.csv",
+        "metrics.json",
+        "model.json",
+        "model.safetensors",
+        "split.csv",
+        "run.json",
+    ):
+        assert (out / name).exists(), name
+    lines = (out / "history.csv").read_text().splitlines()
+    assert lines[0] == HISTORY and len(lines) == 4
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"train", "valid", "test"}
+    for subset in metrics.values():
+        for key in ("accuracy", "accuracy_ci", "kappa", "loss", "confusion", "per_class", "n"):
+            assert key in subset
+        assert sum(map(sum, subset["confusion"])) == subset["n"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["epochs"] == 3 and config["size"] == [24, 24]
+    assert config["resolved"]["class_names"] == ["1cell", "2cell", "groups", "rien"]
+    assert config["resolved"]["bit_depth"] == 16
+    with (out / "split.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["subset"] for r in rows} == {"train", "valid", "test"}
+    assert metrics["test"]["n"] == sum(r["subset"] == "test" for r in rows)
+    assert load(out).bit_depth == 16
+
+
+def test_existing_run_is_never_overwritten_without_asking(finished_run):
+    before = (finished_run / "metrics.json").read_text()
+    config = RunConfig(data=["mnist"], out=str(finished_run), quiet=True)
+    with pytest.raises(CnnlabError, match="--overwrite"):
+        run_training(config)
+    assert (finished_run / "metrics.json").read_text() == before
+
+
+def test_overwrite_replaces_only_run_folders(tmp_path):
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("precious")
+    with pytest.raises(CnnlabError, match="not a cnnlab run folder"):
+        run_training(RunConfig(out=str(user), overwrite=True, quiet=True))
+    assert (user / "notes.txt").read_text() == "precious"
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(bacteria, tmp_path):
+    from cnnlab.train import Callback
+
+    class Interrupt(Callback):
+        def on_epoch_end(self, logs):
+            logs["stop_training"] = logs["epoch"] == 2
+
+    out = tmp_path / "run"
+    options = {
+        "data": [str(bacteria)],
+        "size": 24,
+        "epochs": 4,
+        "out": str(out),
+        "quiet": True,
+        "report": False,
+        "cache": False,
+    }
+    run_training(RunConfig.from_options(options), callbacks=[Interrupt()])
+    assert len((out / "history.csv").read_text().splitlines()) == 3
+    with pytest.raises(CnnlabError, match="planned for 4 epochs"):
+        resume_training(out, epochs=6, quiet=True)
+    resume_training(out, quiet=True)
+    lines = (out / "history.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in lines[1:]] == ["1", "2", "3", "4"]
+    whole = run_training(RunConfig.from_options({**options, "out": str(tmp_path / "whole")}))
+    assert (whole / "history.csv").read_text().splitlines()[4].split(",")[:5] == lines[4].split(
+        ","
+    )[:5]
+
+
+def test_evaluate_saved_reuses_the_runs_split(finished_run):
+    again = evaluate_saved(finished_run)
+    stored = json.loads((finished_run / "metrics.json").read_text())
+    assert again["test"]["accuracy"] == stored["test"]["accuracy"]
+    assert again["test"]["confusion"] == stored["test"]["confusion"]
+
+
+def test_options_come_from_toml_and_flags(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text(
+        'model = "mlp"\nsize = "32x24"\n[train]\nepochs = 3\noptimizer = "sgd"\nwd = 1e-4\n'
+    )
+    options = load_toml(path)
+    config = RunConfig.from_options({**options, "epochs": 5})
+    assert config.model == "mlp" and config.size == (32, 24)
+    assert config.train.epochs == 5 and config.train.optimizer == "sgd"
+    assert config.train.weight_decay == 1e-4
+    with pytest.raises(CnnlabError, match="unknown option 'colour'"):
+        RunConfig.from_options({"colour": "blue"})
+    with pytest.raises(CnnlabError, match="--split"):
+        RunConfig.from_options({"split": "60,30"})
+    with pytest.raises(CnnlabError, match="--size"):
+        RunConfig.from_options({"size": "big"})
+    (tmp_path / "bad.toml").write_text("model = ")
+    with pytest.raises(CnnlabError, match="not a valid TOML"):
+        load_toml(tmp_path / "bad.toml")
