@@ -31,7 +31,7 @@ REPORT_NAME = "report.html"
 SUBSET_TITLES = {"train": "Training set", "valid": "Validation set", "test": "Test set"}
 SUBSET_SHORT = {"train": "Training", "valid": "Validation", "test": "Test"}
 WORST_CASES = 16
-MAX_EXPLAINED = 5000  # images scored for the worst-case gallery (keeps the report fast)
+MAX_EXPLAINED = 20_000  # images scored for the worst-case gallery (keeps the report fast)
 
 
 @dataclass

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import warnings
+
+import pytest
+from PIL import Image
+
+from cnnlab.cli import main
+from cnnlab.errors import CnnlabError
+from cnnlab.export import load
+from cnnlab.inspect.look import inspect_image
+from cnnlab.models import create_model
+
+
+def a_crop(finished_run):
+    return sorted((finished_run.parent / "bacteria" / "1cell").glob("*.tif"))[0]
+
+
+def test_inspect_image_draws_every_picture(finished_run, tmp_path):
+    crop = a_crop(finished_run)
+    written = inspect_image(load(finished_run), crop, tmp_path / "look")
+    names = sorted(p.name for p in written)
+    assert names == sorted(
+        [
+            f"{crop.stem} - activations.png",
+            f"{crop.stem} - saliency.png",
+            "model - filters.png",
+            "model - kernels.png",
+        ]
+    )
+    for path in written:
+        with Image.open(path) as image:
+            assert image.width > 200 and image.height > 100
+
+
+def test_an_mlp_still_gets_its_activations(tmp_path):
+    model = create_model("mlp", in_chans=1, num_classes=3, input_size=(16, 16))
+    model.class_names, model.bit_depth = ("a", "b", "c"), 8
+    Image.new("L", (16, 16), 128).save(tmp_path / "grey.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        written = inspect_image(model, tmp_path / "grey.png", tmp_path / "out")
+    assert [p.name for p in written] == ["grey - activations.png", "grey - saliency.png"]
+    assert any("no convolution" in str(w.message) for w in caught)
+
+
+def test_cli_report_inspect_and_kernels(finished_run, tmp_path, capsys):
+    crop = a_crop(finished_run)
+    assert main(["report", str(finished_run), "--out", str(tmp_path / "r.html")]) == 0
+    assert (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
+    assert main(["inspect", str(finished_run), str(crop), "--out", str(tmp_path / "in")]) == 0
+    assert len(list((tmp_path / "in").glob("*.png"))) == 4
+    out = tmp_path / "k.png"
+    args = [
+        "kernels",
+        str(crop),
+        "--kernel",
+        "edge2",
+        "--matrix",
+        "0 -1 0; -1 5 -1; 0 -1 0",
+        "--padding",
+        "same",
+        "--stride",
+        "2",
+        "--pool",
+        "max:2",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    assert Image.open(out).width > 200
+    capsys.readouterr()
+    assert main(["kernels", str(crop), "--pool", "median:2"]) == 2
+    assert "--pool" in capsys.readouterr().err
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no finished run" in capsys.readouterr().err
+
+
+def test_inspect_refuses_an_image_the_model_cannot_take(finished_run, tmp_path):
+    Image.new("L", (30, 30), 9).save(tmp_path / "eight-bit.png")
+    with pytest.raises(CnnlabError, match="8-bit image, but the model learned on 16-bit"):
+        inspect_image(load(finished_run), tmp_path / "eight-bit.png", tmp_path / "x")
