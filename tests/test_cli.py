@@ -59,6 +59,18 @@ def test_synth_then_summary_of_folders(capsys, synth_dir):
     assert_one_line_error(code, err, "not empty", "--overwrite")
 
 
+def test_data_samples_draws_a_grid(capsys, synth_dir, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "samples grid.png"
+    code, printed, _ = run(
+        capsys, "data", "samples", str(synth_dir), "--out", str(out), "--per-class", "3"
+    )
+    assert code == 0 and printed.strip() == str(out)
+    with Image.open(out) as image:
+        assert image.width > 200 and image.height > 200
+
+
 def test_train_predict_evaluate_on_folders(capsys, synth_dir, tmp_path):
     out = tmp_path / "run"
     code, _, err = run(

@@ -76,7 +76,18 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--optimizer", help="sgd, adam, adamw, rmsprop or adadelta")
     model.add_argument("--lr", type=float, help="learning rate (peak rate for onecycle)")
     model.add_argument("--momentum", type=float)
-    model.add_argument("--nesterov", action="store_true", default=None)
+    model.add_argument(
+        "--nesterov",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Nesterov momentum for SGD [on]",
+    )
+    model.add_argument(
+        "--amp",
+        action="store_true",
+        default=None,
+        help="mixed precision (bfloat16 autocast; pays off on GPUs, rarely on CPUs)",
+    )
     model.add_argument("--wd", type=float, help="weight decay")
     model.add_argument("--init", help="default, normal, xavier or kaiming")
     model.add_argument("--init-sigma", type=float, help="standard deviation of --init normal")
@@ -141,6 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--channels", type=int, choices=(1, 3))
     summary.add_argument("--skip-bad", action="store_true")
     summary.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    samples = data.add_parser("samples", help="a picture of sample images per class")
+    samples.add_argument(
+        "specs", nargs="+", metavar="SPEC", help="mnist or folders of class folders"
+    )
+    samples.add_argument("--pattern", help="glob selecting image files, e.g. '*.tif'")
+    samples.add_argument("--per-class", type=int, default=8)
+    samples.add_argument("--seed", type=int, default=0)
+    samples.add_argument("--out", default="samples.png", help="PNG to write [samples.png]")
 
     synth = commands.add_parser("synth", help="make synthetic data").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -240,11 +260,19 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def _data(args: argparse.Namespace) -> int:
     from cnnlab.data.sources import describe_sources, format_description, load_sources
 
+    if args.action == "samples":
+        from cnnlab.inspect.plots import plot_samples
+
+        first = next(iter(load_sources(args.specs, pattern=args.pattern).values()))
+        print(plot_samples(first, args.out, per_class=args.per_class, seed=args.seed))
+        return 0
     datasets = load_sources(
         args.specs, pattern=args.pattern, channels=args.channels, skip_bad=args.skip_bad
     )
-    description = describe_sources(datasets)
-    print(json.dumps(description, indent=2) if args.json else format_description(description))
+    if args.json:
+        print(json.dumps(describe_sources(datasets), indent=2))
+    else:
+        print(format_description(datasets))
     return 0
 
 

@@ -271,3 +271,10 @@ def test_incompatible_data_is_refused_before_training(mnist_small):
         fit(create_model("lenet5", input_size=(32, 32)), train, None, epochs=1)
     with pytest.raises(CnnlabError, match="--channels 3"):
         fit(create_model("lenet5", in_chans=3), train, None, epochs=1)
+
+
+def test_mixed_precision_trains(mnist_small):
+    train, _ = mnist_small
+    history = fit(lenet(), train.select(range(300)), None, epochs=3, batch_size=30, amp=True)
+    assert history.rows[-1]["train_loss"] < history.rows[0]["train_loss"]
+    assert all(math.isfinite(row["train_loss"]) for row in history.rows)

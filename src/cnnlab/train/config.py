@@ -31,7 +31,8 @@ class TrainConfig:
     Nesterov momentum under a one-cycle schedule. ``epochs=None`` and ``batch_size=None`` adapt
     to the training set (see :meth:`resolved`). ``lr=None`` takes a rate that suits the
     optimizer (``DEFAULT_LR``), doubled for the one-cycle schedule, whose warm-up lets it
-    tolerate a higher peak. ``nesterov`` applies to SGD with momentum only.
+    tolerate a higher peak. ``nesterov`` applies to SGD with momentum only. ``amp`` runs the
+    forward pass under bfloat16 autocast (no loss scaling needed, unlike float16).
     ``init_sigma`` is the standard deviation of the ``normal`` initializer (the MXNet course
     uses 0.1). ``step_size`` and ``gamma`` shape the
     ``step`` schedule and ``gamma`` also the ``plateau`` one. ``patience`` stops training when
@@ -56,6 +57,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
+    amp: bool = False
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:

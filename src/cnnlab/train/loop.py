@@ -207,8 +207,9 @@ def fit(
             if hooks.wants("on_batch_start"):
                 hooks("on_batch_start", batch_logs)
             x, y = x_train[index].float(), y_train[index]
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
+                logits = model(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -25,7 +25,15 @@ from cnnlab.data.augment import augment
 from cnnlab.data.dataset import ImageDataset, Normalizer
 from cnnlab.data.folders import load_folders
 from cnnlab.data.mnist import mnist
-from cnnlab.data.split import Split, apply_manifest, carve_validation, split_dataset, write_manifest
+from cnnlab.data.split import (
+    Split,
+    apply_manifest,
+    balance_warnings,
+    carve_validation,
+    format_class_table,
+    split_dataset,
+    write_manifest,
+)
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import evaluate_subsets, format_metrics
 from cnnlab.export.saved import save_model
@@ -269,6 +277,9 @@ def _run(
     stream = sys.stderr
     if not config.quiet:
         print(f"cnnlab: run folder {out}", file=stream, flush=True)
+        print(format_class_table(split), file=stream)
+    for problem in balance_warnings(split):
+        warnings.warn(problem, stacklevel=2)
     normalizer = Normalizer.fit(split.train)
     train = split.train
     if config.augment:
