@@ -70,9 +70,9 @@ class NotebookMNIST(Dataset):
     """MNIST the way torchvision serves it to the notebook: one PIL image at a time.
 
     ``__getitem__`` does torchvision's work for ``MNIST(..., transform=Compose([ToTensor(),
-    Normalize((0.1307,), (0.3081,))]))``: ``Image.fromarray`` (mode "L" for uint8), a copy into a NumPy
-    array, ``torch.from_numpy``, HWC to CHW, ``float() / 255``, then ``(x - mean) / std``;
-    the label becomes a Python ``int``. This per-image Python is what a ``DataLoader`` pays for
+    Normalize((0.1307,), (0.3081,))]))``: ``Image.fromarray`` (mode "L" for uint8), a copy
+    into a NumPy array, ``torch.from_numpy``, HWC to CHW, ``float() / 255``, then
+    ``(x - mean) / std``; the label becomes a Python ``int``. This per-image Python is what a ``DataLoader`` pays for
     every sample, and what cnnlab's loop avoids.
     """
 

@@ -145,3 +145,23 @@ def test_options_come_from_toml_and_flags(tmp_path):
     (tmp_path / "bad.toml").write_text("model = ")
     with pytest.raises(CnnlabError, match="not a valid TOML"):
         load_toml(tmp_path / "bad.toml")
+
+
+def test_images_too_small_for_the_size_are_refused_or_skipped(bacteria, tmp_path):
+    options = {
+        "data": [str(bacteria)],
+        "size": 64,
+        "epochs": 1,
+        "quiet": True,
+        "report": False,
+        "cache": False,
+    }
+    with pytest.raises(CnnlabError, match=r"too small for --size 64x64.*--skip-bad"):
+        run_training(RunConfig.from_options({**options, "out": str(tmp_path / "a")}))
+    with pytest.warns(UserWarning, match="left out"):
+        out = run_training(
+            RunConfig.from_options({**options, "out": str(tmp_path / "b"), "skip_bad": True})
+        )
+    metrics = json.loads((out / "metrics.json").read_text())
+    kept = sum(m["n"] for m in metrics.values())
+    assert 0 < kept < 120

@@ -165,6 +165,19 @@ class ImageDataset:
             out[index] = _cast_like(resized, self.dtype)
         return self.replace(images=out)
 
+    def too_small(self, size: int | tuple[int, int], max_upscale: float = 2.0) -> list[int]:
+        """Positions of images that :meth:`resize` would enlarge more than ``max_upscale`` times.
+
+        Interpolation cannot invent detail: a 10-pixel crop blown up to 64 pixels is a blur that
+        teaches the model nothing about the class, so such images are worth a user's decision.
+        """
+        height, width = (size, size) if isinstance(size, int) else size
+        return [
+            i
+            for i, (h, w) in enumerate(self.sizes())
+            if h * max_upscale < height or w * max_upscale < width
+        ]
+
     @property
     def dtype(self) -> torch.dtype:
         if self.uniform:

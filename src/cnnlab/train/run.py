@@ -44,6 +44,7 @@ from cnnlab.train.config import TrainConfig
 from cnnlab.train.loop import History, fit
 
 DEFAULT_FOLDER_SIZE = (32, 32)
+MAX_UPSCALE = 2.0  # enlarging an image more than this invents no detail: refuse by default
 RUN_FILES = (
     "config.json",
     "history.csv",
@@ -195,7 +196,24 @@ def _shape(dataset: ImageDataset, config: RunConfig) -> ImageDataset:
             f"{size[0]}x{size[1]} (choose with --size)",
             stacklevel=2,
         )
-    return dataset.resize(size) if size is not None else dataset
+    if size is None:
+        return dataset
+    small = dataset.too_small(size, MAX_UPSCALE)
+    if small and not config.skip_bad:
+        h, w = dataset.sizes()[small[0]]
+        raise CnnlabError(
+            f"{dataset.paths[small[0]]}: {h}x{w} pixels is too small for --size "
+            f"{size[0]}x{size[1]} (more than {MAX_UPSCALE:g}x enlargement; {len(small)} such "
+            "image(s)); choose a smaller --size, or --skip-bad to leave them out"
+        )
+    if small:
+        warnings.warn(
+            f"left out {len(small)} image(s) too small for {size[0]}x{size[1]}, e.g. "
+            f"{dataset.paths[small[0]]}",
+            stacklevel=2,
+        )
+        dataset = dataset.select(sorted(set(range(len(dataset))) - set(small)))
+    return dataset.resize(size)
 
 
 def _mnist_split(config: RunConfig) -> Split:
