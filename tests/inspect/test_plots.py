@@ -193,3 +193,45 @@ def test_confused_pairs_without_mistakes_says_so(tmp_path: Path) -> None:
     }
     path = plots.plot_confused_pairs(None, dataset, tmp_path / "none.png", samples=perfect)
     assert png_size(path)[1] < 200  # the one-line note, not a grid
+
+
+def test_display_pixels_stretch_16_bit_images_to_8_bits() -> None:
+    image = torch.arange(20000, 20000 + 28 * 28, dtype=torch.int32).reshape(1, 28, 28)
+    pixels = plots.display_pixels(image)
+    assert pixels.dtype == np.uint8 and pixels.shape == (28, 28)
+    assert pixels.min() == 0 and pixels.max() == 255  # stretched, not a flat grey square
+    assert np.all(np.diff(pixels.ravel().astype(int)) >= 0)  # the ramp keeps its order
+
+
+def test_tile_grid_centres_tiles_of_any_size_between_white_gaps() -> None:
+    small = np.zeros((2, 2), dtype=np.uint8)
+    tall = np.full((4, 2), 100, dtype=np.uint8)
+    grid = plots.tile_grid([[small, tall], [tall]], columns=2, gap=1)
+    # Cells are 4x2 (the largest tile); 2 rows and 2 columns with one-pixel gaps.
+    assert grid.shape == (4 + 1 + 4, 2 + 1 + 2)
+    assert (grid[1:3, 0:2] == 0).all() and (grid[0, 0:2] == 255).all()  # centred vertically
+    assert (grid[0:4, 3:5] == 100).all()
+    assert (grid[:, 2] == 255).all() and (grid[4, :] == 255).all()  # the gaps
+    assert (grid[5:9, 3:5] == 255).all()  # an empty cell stays background
+    colour = plots.tile_grid([[small, np.zeros((2, 2, 3), dtype=np.uint8)]], columns=2)
+    assert colour.shape == (2, 2 + 2 + 2, 3)
+
+
+def test_png_of_round_trips_the_pixels(tmp_path: Path) -> None:
+    pixels = np.random.default_rng(0).integers(0, 256, (5, 7), dtype=np.uint8)
+    path = tmp_path / "p.png"
+    path.write_bytes(plots.png_of(pixels))
+    with Image.open(path) as image:
+        assert image.size == (7, 5)
+        assert np.array_equal(np.asarray(image), pixels)
+
+
+def test_sample_rows_pick_distinct_images_of_each_class() -> None:
+    dataset = bacteria_like(24)
+    rows = plots.sample_rows(dataset, per_class=4, seed=1)
+    labels = dataset.labels.numpy()
+    assert [name for name, _, _ in rows] == list(CLASSES)
+    for index, (_, count, chosen) in enumerate(rows):
+        assert count == 6 and len(set(chosen.tolist())) == 4
+        assert (labels[chosen] == index).all()
+    assert all(len(chosen) == 6 for *_, chosen in plots.sample_rows(dataset, per_class=50))

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from cnnlab.errors import CnnlabError
-from cnnlab.export.saved import save_model
-from cnnlab.inspect.report import accuracy_level, duration, write_report
+from cnnlab.export.saved import load, save_model
+from cnnlab.inspect.report import accuracy_level, confusion_html, duration, write_report
 from cnnlab.models import create_model
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -245,3 +245,38 @@ def test_report_in_a_real_browser(report: Path, tmp_path: Path) -> None:
         assert len(colours) > 50  # a drawn page, not a blank one
     ARTIFACTS.mkdir(exist_ok=True)
     shutil.copyfile(screenshot, ARTIFACTS / "report-screenshot.png")
+
+
+def test_confusion_table_holds_counts_shares_and_totals() -> None:
+    text = confusion_html([[5, 1, 0], [0, 0, 0], [2, 0, 7]], ["a", "b", "c"])
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", text)
+    # Row a: 5 of 6 (83.3 %) and 1 of 6 (16.7 %); the empty class b shows zeros, no shares.
+    assert cells[:4] == ["<b>5</b><small>83.3%</small>", "<b>1</b><small>16.7%</small>", "0", "6"]
+    assert cells[4:8] == ["0", "0", "0", "0"]
+    assert cells[8:12] == ["<b>2</b><small>22.2%</small>", "0", "<b>7</b><small>77.8%</small>", "9"]
+    assert cells[12:] == ["7", "1", "7", "15"]  # predicted per column, then all images
+    assert text.count('class="diag"') == 2 and text.count('class="off"') == 2
+    with pytest.raises(CnnlabError, match="3 class names"):
+        confusion_html([[1, 0], [0, 1]], ["a", "b", "c"])
+
+
+def test_report_from_the_model_and_split_in_memory(finished_run: Path, tmp_path: Path) -> None:
+    from cnnlab.train.run import load_run_split
+
+    model = create_model("lenet5", in_chans=1, num_classes=4, input_size=(28, 28))
+    model.load_state_dict(load(finished_run).state_dict())
+    model.train()
+    split = load_run_split(finished_run)
+    page = write_report(finished_run, out=tmp_path / "r.html", model=model, split=split)
+    again = write_report(finished_run, out=tmp_path / "again.html")
+
+    def mistakes(path: Path) -> str:
+        text = path.read_text(encoding="utf-8")
+        return text[text.index('id="mistakes"') : text.index('id="inside"')]
+
+    assert mistakes(page) == mistakes(again)  # the same images, scores and file names
+    assert parse(page).notes == []
+    assert model.training and not hasattr(model, "class_names")  # the caller's model untouched
+    test_names = {Path(p).name for p in split.test.paths}
+    shown = re.findall(r'<code class="file" title="([^"]*)"', mistakes(page))
+    assert shown and {Path(p).name for p in shown} <= test_names

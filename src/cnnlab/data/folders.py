@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from cnnlab.data.cache import Decoded, Record, cache_file, default_cache_dir, read_cache
 from cnnlab.data.cache import write_cache as _write_cache
@@ -282,10 +283,27 @@ def _decode_paths(
             return Decoded(None, 0, str(error))
         return Decoded(array, bit_depth)
 
-    if workers == 1:
-        return [decode(path) for path in paths]
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cnnlab-decode") as pool:
-        return list(pool.map(decode, paths))
+    # A bar on a terminal for long reads; it stays silent in logs and for small folders.
+    bar = tqdm(
+        total=len(paths),
+        desc="reading images",
+        unit="file",
+        disable=None if len(paths) >= PARALLEL_THRESHOLD else True,
+        leave=False,
+    )
+    with bar:
+        if workers == 1:
+            results = []
+            for path in paths:
+                results.append(decode(path))
+                bar.update()
+            return results
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cnnlab-decode") as pool:
+            results = []
+            for result in pool.map(decode, paths):
+                results.append(result)
+                bar.update()
+            return results
 
 
 # --------------------------------------------------------------------------------- combining

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -23,7 +24,7 @@ from matplotlib.figure import Figure
 
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.errors import CnnlabError
-from cnnlab.inspect.display import DPI, cnnlab_style, figure_to_png, to_display
+from cnnlab.inspect.display import DPI, cnnlab_style, to_display
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -42,8 +43,18 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def save_figure(figure: Figure, path: str | Path) -> Path:
-    """Writes ``figure`` as a PNG to ``path`` (parents created) and returns the path."""
-    return figure_to_png(figure, path)
+    """Writes ``figure`` as a PNG to ``path`` (parents created) and returns the path.
+
+    Every figure here uses constrained layout, which already fits the labels inside the
+    canvas, so the figure is saved as laid out: a tight bounding box would draw it twice.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, format="png", dpi=DPI)
+    except OSError as error:
+        raise CnnlabError(f"cannot write the figure {path}: {error.strerror or error}") from None
+    return path
 
 
 def styled(function: Callable[P, R]) -> Callable[P, R]:
@@ -104,6 +115,80 @@ def _empty_figure(message: str, path: str | Path) -> Path:
     return save_figure(figure, path)
 
 
+# ------------------------------------------------------------------------------ image tiles
+def display_pixels(image: torch.Tensor | np.ndarray) -> np.ndarray:
+    """``image`` as 8-bit screen pixels, ``(H, W)`` or ``(H, W, 3)``, contrast-stretched.
+
+    The per-image percentile stretch of :func:`~cnnlab.inspect.display.to_display` is what
+    makes 16-bit phase-contrast crops visible at all; 8 bits are all a screen shows.
+    """
+    return np.round(to_display(image) * 255.0).astype(np.uint8)
+
+
+def tile_grid(
+    rows: Sequence[Sequence[np.ndarray]],
+    columns: int,
+    gap: int = 2,
+    cell: tuple[int, int] | None = None,
+    background: int = 255,
+) -> np.ndarray:
+    """Rows of :func:`display_pixels` tiles as one 8-bit image, ``gap`` pixels between cells.
+
+    Every tile is centred in a cell of the largest tile's size (or ``cell``), so images of
+    different sizes keep their own proportions. The result is ``(H, W)`` when every tile is
+    grey and ``(H, W, 3)`` when any is colour. Composing one picture instead of one matplotlib
+    axes per image is what keeps a grid of a hundred images fast to draw.
+    """
+    tiles = [tile for row in rows for tile in row]
+    if cell is None:
+        cell = (
+            max((t.shape[0] for t in tiles), default=1),
+            max((t.shape[1] for t in tiles), default=1),
+        )
+    colour = any(t.ndim == 3 for t in tiles)
+    height, width = cell
+    columns = max(1, columns)
+    shape = (
+        len(rows) * height + max(len(rows) - 1, 0) * gap,
+        columns * width + (columns - 1) * gap,
+    )
+    grid = np.full((*shape, 3) if colour else shape, background, dtype=np.uint8)
+    for r, row in enumerate(rows):
+        for c, tile in enumerate(row[:columns]):
+            if colour and tile.ndim == 2:
+                tile = np.repeat(tile[..., None], 3, axis=2)
+            tile = tile[:height, :width]
+            top = r * (height + gap) + (height - tile.shape[0]) // 2
+            left = c * (width + gap) + (width - tile.shape[1]) // 2
+            grid[top : top + tile.shape[0], left : left + tile.shape[1]] = tile
+    return grid
+
+
+def png_of(pixels: np.ndarray) -> bytes:
+    """8-bit ``(H, W)`` or ``(H, W, 3)`` pixels as PNG bytes (Pillow, no figure involved)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG", compress_level=6)
+    return buffer.getvalue()
+
+
+def sample_rows(
+    dataset: ImageDataset, per_class: int, seed: int = 0
+) -> list[tuple[str, int, np.ndarray]]:
+    """(class name, images in the class, up to ``per_class`` random positions) per class."""
+    if per_class < 1:
+        raise CnnlabError(f"per_class must be at least 1, not {per_class}")
+    rng = np.random.default_rng(seed)
+    labels = dataset.labels.numpy()
+    rows = []
+    for index, name in enumerate(dataset.class_names):
+        members = np.flatnonzero(labels == index)
+        chosen = rng.choice(members, size=min(per_class, len(members)), replace=False)
+        rows.append((str(name), len(members), chosen))
+    return rows
+
+
 # ------------------------------------------------------------------------------ data
 @styled
 def plot_samples(
@@ -112,42 +197,29 @@ def plot_samples(
     """A grid of random images, one row per class labelled with its name and count.
 
     Seeing the classes side by side is the first check of a dataset: wrong folders, empty
-    crops and classes that differ only by brightness show at a glance.
+    crops and classes that differ only by brightness show at a glance. The grid is one
+    composed picture (:func:`tile_grid`) drawn with a single ``imshow``.
     """
-    if per_class < 1:
-        raise CnnlabError(f"per_class must be at least 1, not {per_class}")
+    rows = sample_rows(dataset, per_class, seed)
     if len(dataset) == 0:
         return _empty_figure(f"{dataset.name}: no images", path)
     dataset = _raw(dataset)
-    rng = np.random.default_rng(seed)
-    labels = dataset.labels.numpy()
-    rows = dataset.num_classes
+    tiles = [[display_pixels(dataset.images[int(i)]) for i in chosen] for _, _, chosen in rows]
+    grid = tile_grid(tiles, per_class, gap=2)
     cell = 0.95 if per_class <= 10 else 0.75
-    figure = new_figure(1.6 + per_class * cell, 0.3 + rows * cell)
-    grid = figure.add_gridspec(rows, per_class, wspace=0.04, hspace=0.06)
-    for row, name in enumerate(dataset.class_names):
-        members = np.flatnonzero(labels == row)
-        chosen = rng.choice(members, size=min(per_class, len(members)), replace=False)
-        for column in range(per_class):
-            ax = figure.add_subplot(grid[row, column])
-            if column < len(chosen):
-                show_image(ax, dataset.images[int(chosen[column])])
-            else:
-                ax.axis("off")
-            if column == 0:
-                ax.axis("on")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                for spine in ax.spines.values():
-                    spine.set_visible(False)
-                ax.set_ylabel(
-                    f"{plain(name)}\n({len(members)})",
-                    rotation=0,
-                    ha="right",
-                    va="center",
-                    fontsize=10,
-                    labelpad=8,
-                )
+    figure = new_figure(1.6 + per_class * cell, 0.3 + len(rows) * cell)
+    ax = figure.add_subplot()
+    ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=255)
+    row_height = (grid.shape[0] + 2) / len(rows)
+    ax.set_yticks(
+        [row_height * (r + 0.5) - 1.5 for r in range(len(rows))],
+        [f"{plain(name)}\n({count})" for name, count, _ in rows],
+        fontsize=10,
+    )
+    ax.set_xticks([])
+    ax.tick_params(length=0, pad=8)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
     return save_figure(figure, path)
 
 

@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from cnnlab.errors import CnnlabError
 from cnnlab.inspect import plots
 
@@ -224,6 +226,128 @@ class Figures:
         return guarded(what, lambda: self.embed(draw, what, caption, css))
 
 
+def png_img(pixels, alt: str, scale: float = 1.0, css: str = "px") -> str:
+    """An ``<img>`` of 8-bit pixels, embedded as PNG data and shown ``scale`` times larger.
+
+    Small images are enlarged by the browser (``image-rendering: pixelated`` keeps each pixel a
+    sharp square) instead of being resampled into a bigger PNG: the file stays small and a
+    28 px digit looks exactly as the network sees it.
+    """
+    from cnnlab.inspect.plots import png_of
+
+    height, width = pixels.shape[:2]
+    data = base64.b64encode(png_of(pixels)).decode("ascii")
+    return (
+        f'<img class="{css}" src="data:image/png;base64,{data}" alt="{esc(alt)}" '
+        f'width="{round(width * scale)}" height="{round(height * scale)}">'
+    )
+
+
+def zoom_for(pixels_high: int, target: int) -> float:
+    """A whole-number enlargement bringing images ``pixels_high`` tall near ``target`` px."""
+    return float(max(1, round(target / max(pixels_high, 1))))
+
+
+def share_colour(share: float, diagonal: bool) -> tuple[str, str]:
+    """(background, text colour) of a confusion cell holding ``share`` of its true class.
+
+    The square root spreads the small shares where mistakes live (1 % is already visible), and
+    correct answers (blue) read apart from mistakes (red) even at a glance.
+    """
+    t = math.sqrt(min(max(share, 0.0), 1.0))
+    target = (37, 99, 235) if diagonal else (220, 38, 38)
+    rgb = tuple(round(255 + (c - 255) * t) for c in target)
+    return f"rgb({rgb[0]},{rgb[1]},{rgb[2]})", "#fff" if t > 0.62 else "#1f2937"
+
+
+LEGEND_TICKS = (0.0, 0.01, 0.05, 0.25, 0.5, 1.0)
+
+
+def confusion_html(confusion: Sequence[Sequence[int]], names: Sequence[str]) -> str:
+    """A confusion matrix as a table heatmap: counts and shares of each true class per cell.
+
+    Rows are the true classes, columns the predicted ones; each cell holds its count and, below
+    it, its share of the row (the diagonal share is the class's recall). Colours follow the
+    share, blue on the diagonal and red off it, so a small class's mistakes show as clearly as
+    a large one's. Real table cells keep the numbers crisp and selectable at any zoom.
+    """
+    k = len(names)
+    matrix = [[int(v) for v in row] for row in confusion]
+    if len(matrix) != k or any(len(row) != k for row in matrix):
+        raise CnnlabError(f"confusion matrix of {len(matrix)} rows for {k} class names")
+    size = "" if k <= 10 else " small" if k <= 20 else " tiny"
+    head = "".join(f'<th scope="col">{esc(name)}</th>' for name in names)
+    body = []
+    for i, row in enumerate(matrix):
+        support = sum(row)
+        cells = []
+        for j, count in enumerate(row):
+            share = count / support if support else 0.0
+            if count == 0:
+                cells.append('<td class="zero">0</td>')
+                continue
+            background, ink = share_colour(share, i == j)
+            title = f"true {names[i]}, predicted {names[j]}: {count} of {support} ({share:.1%})"
+            cells.append(
+                f'<td class="{"diag" if i == j else "off"}" style="background:{background};'
+                f'color:{ink}" title="{esc(title)}"><b>{count:,}</b>'
+                f"<small>{100 * share:.1f}%</small></td>"
+            )
+        body.append(
+            f'<tr><th scope="row">{esc(names[i])}</th>{"".join(cells)}'
+            f'<td class="total">{support:,}</td></tr>'
+        )
+    predicted = [sum(row[j] for row in matrix) for j in range(k)]
+    foot = "".join(f'<td class="total">{count:,}</td>' for count in predicted)
+    total = sum(predicted)
+    ticks = "".join(
+        f'<span style="left:{100 * math.sqrt(v):.1f}%">{"0" if v == 0 else f"{v:.0%}"}</span>'
+        for v in LEGEND_TICKS
+    )
+    legend = (
+        '<div class="cm-legend"><div class="cm-legend-title">share of the true class</div>'
+        '<div class="cm-scale"><div class="cm-bar diag"></div><span>correct</span></div>'
+        '<div class="cm-scale"><div class="cm-bar off"></div><span>mistaken</span></div>'
+        f'<div class="cm-ticks">{ticks}</div></div>'
+    )
+    return (
+        f'<div class="cm"><div class="table-wrap"><table class="cm-table{size}">'
+        '<thead><tr><th class="cm-corner">true ↓ · predicted →</th>'
+        f'{head}<th class="total">images</th></tr></thead>'
+        f"<tbody>{''.join(body)}</tbody>"
+        f'<tfoot><tr><th scope="row">predicted</th>{foot}<td class="total">{total:,}</td></tr>'
+        f"</tfoot></table></div>{legend}</div>"
+    )
+
+
+def probability_bars(
+    probabilities: Sequence[float], names: Sequence[str], true: int, predicted: int
+) -> str:
+    """Every class's probability as a bar: green the true class, red the predicted one."""
+    rows = []
+    for index, (name, p) in enumerate(zip(names, probabilities, strict=True)):
+        kind = "true" if index == true else "pred" if index == predicted else "other"
+        rows.append(
+            f'<div class="pb-row {kind}"><span class="pb-name" title="{esc(name)}">'
+            f'{esc(plots.shorten_middle(str(name), 10))}</span><span class="pb-track">'
+            f'<span class="pb-bar" style="width:{100 * float(p):.1f}%"></span></span>'
+            f'<span class="pb-value">{float(p):.2f}</span></div>'
+        )
+    return f'<div class="pb{" many" if len(names) > 10 else ""}">{"".join(rows)}</div>'
+
+
+def file_label(path: str, width: int = 30) -> str:
+    """A source file name as text: shortened in the middle, whole in the tooltip."""
+    name = Path(path).name
+    return f'<code class="file" title="{esc(path)}">{esc(plots.shorten_middle(name, width))}</code>'
+
+
+BAR_LEGEND = (
+    '<div class="pb-legend"><span class="true">true class</span>'
+    '<span class="pred">predicted class</span><span class="other">other classes</span></div>'
+)
+
+
 class Loaded:
     """Something expensive loaded at most once; a failure is remembered and raised again."""
 
@@ -249,12 +373,19 @@ class Loaded:
 class Report:
     """Builds the sections of one run's report."""
 
-    def __init__(self, run: RunFiles, figures: Figures, image_index: int | None) -> None:
+    def __init__(
+        self,
+        run: RunFiles,
+        figures: Figures,
+        image_index: int | None,
+        model: object = None,
+        split: object = None,
+    ) -> None:
         self.run = run
         self.figures = figures
         self.image_index = image_index
-        self.model = Loaded(self._load_model)
-        self.split = Loaded(self._load_split)
+        self.model = Loaded(self._load_model if model is None else lambda: self._adopt(model))
+        self.split = Loaded(self._load_split if split is None else lambda: split)
         self.samples: dict[str, Loaded] = {}
 
     # ---------------------------------------------------------------- loading
@@ -262,6 +393,23 @@ class Report:
         from cnnlab.export.saved import load
 
         return load(self.run.path)
+
+    def _adopt(self, model):
+        """A CPU copy of the in-memory ``model``, described like :func:`load` describes one.
+
+        The copy leaves the caller's model (its device, mode and hooks) untouched; the
+        description (class names, architecture) comes from the run's own ``model.json``.
+        """
+        import copy
+
+        from cnnlab.export.saved import read_model_meta
+
+        adopted = copy.deepcopy(model).to("cpu").eval()
+        meta = read_model_meta(self.run.path)
+        adopted.class_names = tuple(meta["class_names"])
+        adopted.bit_depth = int(meta.get("bit_depth", 8))
+        adopted.cnnlab_meta = meta
+        return adopted
 
     def _load_split(self):
         from cnnlab.train.run import load_run_split
@@ -284,7 +432,7 @@ class Report:
                 dataset = self.subset(name)
                 if len(dataset) > MAX_EXPLAINED:
                     dataset = dataset.select(range(MAX_EXPLAINED))
-                return dataset, plots.sample_results(self.model.get(), dataset)
+                return dataset, _score(self.model.get(), dataset)
 
             self.samples[name] = Loaded(score)
         return self.samples[name].get()
@@ -478,8 +626,10 @@ class Report:
                 values = [counts[s].get(name, 0) for s in subsets]
                 rows.append([esc(name), *values, sum(values)])
             totals = [sum(counts[s].values()) for s in subsets]
+            # The bar chart grows with the classes: beside the table only while it stays legible.
+            layout = "split" if len(classes) * len(subsets) <= 12 else "stacked"
             parts.append(
-                '<div class="split">'
+                f'<div class="{layout}">'
                 + table(
                     ["class", *subsets, "total"],
                     rows,
@@ -494,15 +644,35 @@ class Report:
             )
             parts.append(self.balance_notes(counts))
         parts.append("<h3>Sample images of the training set</h3>")
-        parts.append(
-            self.figures.guarded(
-                "the sample images",
-                lambda p: plots.plot_samples(self.subset("train"), p, per_class=10),
-                caption="Random training images, one row per class (16-bit images are "
-                "contrast-stretched per image).",
-            )
-        )
+        parts.append(guarded("the sample images", self.sample_grid))
         return "".join(parts)
+
+    def sample_grid(self, per_class: int = 10) -> str:
+        """Random training images, one row per class: a label and one picture per row."""
+        dataset = self.subset("train").raw()
+        rows = plots.sample_rows(dataset, per_class)
+        tiles = [
+            [plots.display_pixels(dataset.images[int(i)]) for i in chosen] for *_, chosen in rows
+        ]
+        sizes = [t.shape[:2] for row in tiles for t in row]
+        if not sizes:
+            return note("the training set has no images to show")
+        cell = (max(h for h, _ in sizes), max(w for _, w in sizes))
+        zoom = zoom_for(cell[0], 60)
+        html_rows = "".join(
+            f'<div class="sample-label">{esc(name)}<span>{count:,} images</span></div>'
+            + png_img(
+                plots.tile_grid([row], per_class, gap=2, cell=cell),
+                f"training images of class {name}",
+                zoom,
+            )
+            for (name, count, _), row in zip(rows, tiles, strict=True)
+        )
+        return (
+            f'<figure class="samples"><div class="sample-grid">{html_rows}</div>'
+            "<figcaption>Random training images, one row per class (16-bit images are "
+            "contrast-stretched per image).</figcaption></figure>"
+        )
 
     def balance_notes(self, counts: dict[str, dict[str, int]]) -> str:
         """The data layer's warnings about missing or rare classes, from the counts alone."""
@@ -695,42 +865,96 @@ class Report:
                 css="compact",
             )
             + confused_html
-            + self.figures.guarded(
-                f"the {subset} confusion matrices",
-                lambda p: plots.plot_confusion_pair(m["confusion"], names, p),
-                caption="Confusion matrix: rows are the true classes, columns the predicted "
-                "ones; left the counts, right each row as shares of its class (the diagonal "
-                "is each class's recall).",
+            + guarded(
+                f"the {subset} confusion matrix",
+                lambda: (
+                    f'<figure class="cm-figure">{confusion_html(m["confusion"], names)}'
+                    "<figcaption>Confusion matrix: rows are the true classes, columns the "
+                    "predicted ones. Each cell holds the number of images and, below it, their "
+                    "share of the true class; the diagonal share is each class's recall."
+                    "</figcaption></figure>"
+                ),
             )
             + "</details>"
         )
 
     def mistakes_section(self) -> str:
         subset = next((s for s in ("test", "valid") if s in self.run.metrics), "train")
-        model = self.model.get()
         dataset, samples = self.scored(subset)
         scope = f"{len(dataset)} {SUBSET_TITLES[subset].lower()} images"
         if len(dataset) < len(self.subset(subset)):
             scope = f"the first {scope}"
         return (
-            f'<p class="lead">The {WORST_CASES} images of the {esc(SUBSET_TITLES[subset].lower())}'
+            f'<p class="lead">The {min(WORST_CASES, len(dataset))} images of the '
+            f"{esc(SUBSET_TITLES[subset].lower())}"
             " with the highest loss: the ones the model gets most confidently wrong (or right "
             "only by a hair). Look for mislabelled files, odd crops and classes that really "
             f"look alike. Scored: {esc(scope)}.</p>"
-            + self.figures.guarded(
-                "the worst cases",
-                lambda p: plots.plot_worst_cases(model, dataset, p, WORST_CASES, samples=samples),
-                caption="Each image with its true and predicted class, the probability the model "
-                "gave every class (green: true class, red: predicted class) and its file name.",
-            )
+            + guarded("the worst cases", lambda: self.worst_cases(dataset, samples))
             + "<h3>Most confused pairs of classes</h3>"
-            + self.figures.guarded(
-                "the confused pairs",
-                lambda p: plots.plot_confused_pairs(
-                    model, dataset, p, pairs=3, per_pair=5, samples=samples
-                ),
-                caption="The most frequent mix-ups, each with its most confident mistakes.",
+            + guarded("the confused pairs", lambda: self.confused_pairs(dataset, samples))
+        )
+
+    def worst_cases(self, dataset, samples: dict) -> str:
+        """One card per worst image: verdict, the image, every class's probability, file."""
+        dataset = dataset.raw()
+        names = list(dataset.class_names)
+        cards = []
+        for index in plots.worst_indices(samples["loss"], WORST_CASES).tolist():
+            true, predicted = int(samples["labels"][index]), int(samples["predictions"][index])
+            probabilities = samples["probabilities"][index]
+            pixels = plots.display_pixels(dataset.images[index])
+            verdict = "right" if true == predicted else "wrong"
+            cards.append(
+                f'<figure class="case {verdict}"><div class="case-head">true '
+                f"<b>{esc(plots.shorten_middle(names[true], 12))}</b> · predicted "
+                f"<b>{esc(plots.shorten_middle(names[predicted], 12))}</b> "
+                f'<span class="p">p={float(probabilities[predicted]):.2f}</span></div>'
+                '<div class="case-body">'
+                + png_img(pixels, f"image {index}", zoom_for(pixels.shape[0], 84))
+                + probability_bars(probabilities, names, true, predicted)
+                + f"</div><figcaption>{file_label(dataset.paths[index])}</figcaption></figure>"
             )
+        if not cards:
+            return note("no images were scored")
+        return (
+            f'<div class="cases">{"".join(cards)}</div>{BAR_LEGEND}'
+            '<p class="caption">Each image with its true and predicted class, the probability '
+            "the model gave every class and its file name (hover it for the whole path).</p>"
+        )
+
+    def confused_pairs(self, dataset, samples: dict, pairs: int = 3, per_pair: int = 5) -> str:
+        """The most frequent mix-ups, each with its most confident mistakes and their files."""
+        dataset = dataset.raw()
+        names = dataset.class_names
+        labels, predictions = samples["labels"], samples["predictions"]
+        chosen = plots.confused_pairs(labels, predictions, len(names), pairs)
+        if not chosen:
+            return '<p class="lead">No mistakes: no pair of classes is confused.</p>'
+        confidence = samples["probabilities"][np.arange(len(labels)), predictions]
+        rows = []
+        for true, predicted, count in chosen:
+            members = np.flatnonzero((labels == true) & (predictions == predicted))
+            members = members[np.argsort(-confidence[members], kind="stable")][:per_pair]
+            thumbs = []
+            for index in members.tolist():
+                pixels = plots.display_pixels(dataset.images[index])
+                thumbs.append(
+                    '<figure class="thumb">'
+                    + png_img(pixels, f"image {index}", zoom_for(pixels.shape[0], 72))
+                    + f'<figcaption><span class="p">p={float(confidence[index]):.2f}</span>'
+                    f"{file_label(dataset.paths[index], 16)}</figcaption></figure>"
+                )
+            rows.append(
+                f'<div class="pair"><div class="pair-label">true <b>{esc(names[true])}</b><br>'
+                f"→ predicted <b>{esc(names[predicted])}</b><span>{count:,} image"
+                f"{'s' if count != 1 else ''}</span></div>"
+                f'<div class="thumbs">{"".join(thumbs)}</div></div>'
+            )
+        return (
+            f'<div class="pairs">{"".join(rows)}</div><p class="caption">The most frequent '
+            "mix-ups, each with its most confident mistakes (p: the probability the model gave "
+            "the wrong class).</p>"
         )
 
     def inside_section(self) -> str:
@@ -772,6 +996,26 @@ class Report:
         )
 
 
+def _score(model, dataset) -> dict:
+    """Per-image results of ``model`` on ``dataset`` (:func:`cnnlab.evaluate.per_sample`).
+
+    Scored on one CPU thread in batches of 512: for the small networks cnnlab trains, a second
+    thread saves little on an idle laptop but costs many times over when the other core is
+    busy (the threads wait for each other at every layer), and the report is often written
+    while other work runs.
+    """
+    import torch
+
+    from cnnlab.evaluate import per_sample
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return per_sample(model, dataset, batch_size=512)
+    finally:
+        torch.set_num_threads(threads)
+
+
 class _Counts:
     """A subset's class counts where :func:`cnnlab.data.split.balance_warnings` wants a dataset.
 
@@ -787,17 +1031,25 @@ class _Counts:
 
 
 def write_report(
-    run_dir: str | Path, out: str | Path | None = None, image_index: int | None = None
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    image_index: int | None = None,
+    *,
+    model: object = None,
+    split: object = None,
 ) -> Path:
     """Writes the HTML report of the finished run in ``run_dir``; returns its path.
 
     ``out`` defaults to ``run_dir/report.html``. ``image_index`` picks the test image (else
     validation image) followed through the network in the last section (default: the first).
+    ``model`` and ``split`` are the run's trained model and its
+    :class:`~cnnlab.data.split.Split`, for a caller that still holds them (``cnnlab train``):
+    they spare re-loading both from disk. Left out, both are re-loaded from the run folder.
     """
     run = read_run(run_dir)
     target = Path(out) if out is not None else run.path / REPORT_NAME
     with tempfile.TemporaryDirectory(prefix="cnnlab-report-") as scratch:
-        report = Report(run, Figures(Path(scratch)), image_index)
+        report = Report(run, Figures(Path(scratch)), image_index, model=model, split=split)
         page = report.html()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -875,6 +1127,7 @@ font-size:13.5px;border-bottom:1px solid var(--line)}
 align-items:start}
 .split figure{margin-top:8px}
 @media (max-width:800px){.split{grid-template-columns:1fr}}
+.stacked .table-wrap{max-width:640px}
 .graph{overflow-x:auto;padding:4px 0}
 .graph svg{max-width:100%;height:auto;display:block;margin:0 auto}
 .legend{text-align:center;margin:6px 0 10px}
@@ -893,4 +1146,83 @@ details.subset{border:1px solid var(--line);border-radius:10px;padding:6px 16px;
 border-radius:6px;margin:10px 0;font-size:14px}
 ul.warnings{margin:6px 0;padding-left:20px;color:#92400e;font-size:14px}
 footer{color:var(--muted);font-size:12.5px;padding:8px 20px 28px}
+img.px{image-rendering:pixelated;max-width:100%;height:auto;display:block;border-radius:3px}
+.caption{color:var(--muted);font-size:13px;margin:6px auto 0;max-width:85ch;text-align:center}
+.sample-grid{display:inline-grid;grid-template-columns:auto auto;gap:6px 14px;
+align-items:center;max-width:100%;text-align:left}
+.sample-label{font-weight:600;text-align:right;line-height:1.25;overflow-wrap:anywhere;
+max-width:16ch}
+.sample-label span{display:block;font-weight:400;font-size:12px;color:var(--muted)}
+.cm{display:flex;flex-wrap:wrap;gap:10px 24px;align-items:flex-end;justify-content:center}
+.cm .table-wrap{max-width:100%}
+table.cm-table{width:auto;border-collapse:separate;border-spacing:2px;font-size:13px}
+.cm-table th,.cm-table td{border:none;padding:0}
+.cm-table thead th{text-transform:none;letter-spacing:0;font-size:12.5px;color:var(--ink);
+font-weight:600;text-align:center;padding:2px 4px;white-space:nowrap;vertical-align:bottom}
+.cm-table th.cm-corner{color:var(--muted);font-weight:500;font-size:11.5px;text-align:right}
+.cm-table tbody th,.cm-table tfoot th{font-weight:600;text-align:right;padding:0 8px;
+white-space:nowrap;vertical-align:middle}
+.cm-table tfoot th{color:var(--muted);font-weight:500;font-size:11.5px}
+.cm-table tbody tr:nth-child(even){background:none}
+.cm-table td{min-width:54px;height:44px;text-align:center;vertical-align:middle;
+border-radius:4px;font-variant-numeric:tabular-nums;line-height:1.15}
+.cm-table td b{display:block;font-size:13px}
+.cm-table td small{display:block;font-size:11px;opacity:.85}
+.cm-table td.zero{color:#c0c6cf;background:#fafbfc}
+.cm-table td.diag{box-shadow:inset 0 0 0 2px rgba(30,58,138,.55)}
+.cm-table td.total{color:var(--muted);font-size:12px;min-width:44px;background:none}
+.cm-table.small td{min-width:40px;height:36px}
+.cm-table.small td small{display:none}
+.cm-table.tiny td{min-width:26px;height:24px;font-size:10px}
+.cm-table.tiny td b{font-size:10px}
+.cm-table.tiny td small{display:none}
+.cm-legend{font-size:12px;color:var(--muted);width:220px;margin-bottom:6px;text-align:left}
+.cm-legend-title{margin-bottom:4px}
+.cm-scale{display:flex;align-items:center;gap:8px;margin:3px 0}
+.cm-bar{height:10px;width:160px;border-radius:3px;border:1px solid var(--line)}
+.cm-bar.diag{background:linear-gradient(90deg,#fff,rgb(37,99,235))}
+.cm-bar.off{background:linear-gradient(90deg,#fff,rgb(220,38,38))}
+.cm-ticks{position:relative;width:160px;height:16px;font-size:10.5px}
+.cm-ticks span{position:absolute;transform:translateX(-50%)}
+.cm-figure figcaption{margin-top:8px}
+.cases{display:grid;grid-template-columns:repeat(auto-fill,minmax(240px,1fr));gap:12px;
+margin-top:8px}
+figure.case{margin:0;border:1px solid var(--line);border-radius:10px;padding:8px 10px;
+text-align:left;background:#fff;min-width:0}
+figure.case.wrong{border-top:3px solid #c62828}
+figure.case.right{border-top:3px solid #2e7d32}
+.case-head{font-size:13px;margin-bottom:6px}
+.case-head .p,.thumb .p{color:var(--muted);font-variant-numeric:tabular-nums}
+.case.wrong .case-head b:last-of-type{color:#c62828}
+.case-body{display:flex;gap:10px;align-items:flex-start}
+.case-body img{flex:none}
+figure.case figcaption{margin-top:6px;text-align:left;max-width:none}
+code.file{display:block;font-size:11.5px;overflow:hidden;text-overflow:ellipsis;
+white-space:nowrap;background:none;padding:0;color:#475569}
+.pb{flex:1;min-width:0;display:grid;gap:1px;font-size:11px;line-height:13px}
+.pb.many{font-size:9.5px;line-height:10px}
+.pb-row{display:grid;grid-template-columns:minmax(0,4.5em) 1fr 2.3em;gap:4px;align-items:center}
+.pb-name{text-align:right;overflow:hidden;white-space:nowrap;color:#374151}
+.pb-track{background:#f1f3f6;height:9px;border-radius:2px;overflow:hidden}
+.pb.many .pb-track{height:7px}
+.pb-bar{display:block;height:100%;background:#b0b7c3}
+.pb-row.true .pb-bar{background:#2e7d32}
+.pb-row.pred .pb-bar{background:#c62828}
+.pb-row.true .pb-name,.pb-row.pred .pb-name{font-weight:700;color:var(--ink)}
+.pb-value{text-align:right;font-variant-numeric:tabular-nums;color:var(--muted)}
+.pb-legend{display:flex;gap:18px;justify-content:center;font-size:12.5px;color:var(--muted);
+margin-top:10px}
+.pb-legend span::before{content:"";display:inline-block;width:12px;height:10px;
+border-radius:2px;margin-right:5px;vertical-align:-1px;background:#b0b7c3}
+.pb-legend .true::before{background:#2e7d32}
+.pb-legend .pred::before{background:#c62828}
+.pairs{display:grid;gap:10px}
+.pair{display:flex;gap:16px;align-items:center;border:1px solid var(--line);border-radius:10px;
+padding:8px 12px;flex-wrap:wrap}
+.pair-label{width:170px;font-size:14px;line-height:1.4}
+.pair-label span{display:block;color:var(--muted);font-size:12.5px}
+.thumbs{display:flex;gap:10px;flex-wrap:wrap;flex:1;min-width:0}
+figure.thumb{margin:0;width:124px;text-align:center}
+figure.thumb img{margin:0 auto}
+figure.thumb figcaption{font-size:11.5px;margin-top:2px}
 """

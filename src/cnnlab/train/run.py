@@ -345,7 +345,7 @@ def _run(
         try:
             from cnnlab.inspect.report import write_report
 
-            report = write_report(out)
+            report = write_report(out, model=model, split=split)
             if not config.quiet:
                 print(f"cnnlab: report {report}", file=stream, flush=True)
         except Exception as error:
