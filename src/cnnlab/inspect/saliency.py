@@ -10,8 +10,8 @@ A network without convolutions (an MLP) has no feature maps, so it gets the plai
 the absolute gradient of the class score with respect to each input pixel (Simonyan et al.,
 2014), the largest over colour channels.
 
-Both come from the captum library, an optional dependency (``pip install cnnlab[saliency]``).
-Without captum the input gradient is computed with torch's autograd directly, and the figure says
+Both come from the captum library, which cnnlab installs. Should it be missing (a trimmed
+environment), the input gradient is computed with torch's autograd directly, and the figure says
 which method drew it, so a reader never mistakes one kind of map for the other.
 """
 
@@ -179,7 +179,7 @@ def plot_saliency(
         )
     method = result.method + (f" on {result.layer}" if result.layer else "")
     if result.method == TORCH_SALIENCY:
-        method += ": pip install 'cnnlab[saliency]' for Grad-CAM"
+        method += ": pip install captum for Grad-CAM"
     if not result.map.any():
         method += " - no positive evidence for this class"
 
