@@ -72,8 +72,8 @@ class NotebookMNIST(Dataset):
     ``__getitem__`` does torchvision's work for ``MNIST(..., transform=Compose([ToTensor(),
     Normalize((0.1307,), (0.3081,))]))``: ``Image.fromarray`` (mode "L" for uint8), a copy
     into a NumPy array, ``torch.from_numpy``, HWC to CHW, ``float() / 255``, then
-    ``(x - mean) / std``; the label becomes a Python ``int``. This per-image Python is what a ``DataLoader`` pays for
-    every sample, and what cnnlab's loop avoids.
+    ``(x - mean) / std``; the label becomes a Python ``int``. This per-image Python is what a
+    ``DataLoader`` pays for every sample, and what cnnlab's loop avoids.
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:

@@ -448,6 +448,8 @@ def measure(plan: Plan, work: Path, say: Callable[[str], None]) -> dict[str, Ser
                 continue
             took = time.perf_counter() - start
             say(f"[{repeat + 1}/{plan.repeats}] {part}: {text}  ({took:.0f} s)")
+        if hasattr(os, "getloadavg"):  # the machine is shared: say how busy it was
+            say(f"[{repeat + 1}/{plan.repeats}] load average {os.getloadavg()[0]:.1f}")
     return series
 
 
