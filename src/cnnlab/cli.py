@@ -200,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", help="HTML file to write [RUN_DIR/report.html]")
     report.add_argument("--image", type=int, help="index of the test image to look inside with")
 
+    run_plots = commands.add_parser("plots", help="a run's pictures as PNG files")
+    run_plots.add_argument("run", metavar="RUN_DIR")
+    run_plots.add_argument("--out", help="folder for the PNG files [RUN_DIR/plots]")
+
     look = commands.add_parser("inspect", help="activations, filters and saliency of one image")
     look.add_argument("model", metavar="MODEL")
     look.add_argument("image", metavar="IMAGE")
@@ -346,6 +350,14 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plots(args: argparse.Namespace) -> int:
+    from cnnlab.inspect.run_plots import plot_run
+
+    for path in plot_run(args.run, args.out):
+        print(path)
+    return 0
+
+
 def _inspect(args: argparse.Namespace) -> int:
     from cnnlab.export import load
     from cnnlab.inspect.look import inspect_image
@@ -414,6 +426,7 @@ COMMANDS = {
     "evaluate": _evaluate,
     "predict": _predict,
     "report": _report,
+    "plots": _plots,
     "inspect": _inspect,
     "kernels": _kernels,
     "models": _models,

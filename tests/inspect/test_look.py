@@ -80,3 +80,25 @@ def test_inspect_refuses_an_image_the_model_cannot_take(finished_run, tmp_path):
     Image.new("L", (30, 30), 9).save(tmp_path / "eight-bit.png")
     with pytest.raises(CnnlabError, match="8-bit image, but the model learned on 16-bit"):
         inspect_image(load(finished_run), tmp_path / "eight-bit.png", tmp_path / "x")
+
+
+def test_cli_plots_writes_every_picture_of_a_run(finished_run, tmp_path, capsys):
+    out = tmp_path / "pictures"
+    assert main(["plots", str(finished_run), "--out", str(out)]) == 0
+    names = sorted(p.name for p in out.glob("*.png"))
+    assert names == sorted(
+        [
+            "learning_curves.png",
+            "epoch_times.png",
+            "class_counts.png",
+            "confusion_train.png",
+            "confusion_valid.png",
+            "confusion_test.png",
+            "samples.png",
+            "worst_cases.png",
+            "confused_pairs.png",
+        ]
+    )
+    for path in out.glob("*.png"):
+        with Image.open(path) as image:
+            assert image.width > 100
