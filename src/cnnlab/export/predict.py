@@ -15,6 +15,7 @@ from cnnlab.data.dataset import ImageDataset, convert_channels
 from cnnlab.data.imageio import IMAGE_EXTENSIONS, read_image
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import predict_proba
+from cnnlab.evaluate.evaluate import INFERENCE_BATCH
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ def predict(
     paths: Sequence[str | Path] | str | Path,
     *,
     pattern: str | None = None,
-    batch_size: int = 1024,
+    batch_size: int = INFERENCE_BATCH,
     device: str = "cpu",
 ) -> PredictionTable:
     """Class probabilities for image files or folders, with a loaded cnnlab model."""

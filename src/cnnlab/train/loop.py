@@ -20,7 +20,7 @@ from torch import nn
 
 from cnnlab.data.dataset import ImageDataset, Normalizer
 from cnnlab.errors import CnnlabError
-from cnnlab.evaluate.evaluate import check_compatible
+from cnnlab.evaluate.evaluate import INFERENCE_BATCH, check_compatible
 from cnnlab.train.callbacks import (
     HISTORY_COLUMNS,
     BestWeights,
@@ -68,7 +68,7 @@ def resolve_device(name: str) -> torch.device:
 
 @torch.inference_mode()
 def loss_and_accuracy(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 2048
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = INFERENCE_BATCH
 ) -> tuple[float, float]:
     """Mean cross-entropy and accuracy in eval mode, in large batches."""
     was_training = model.training
