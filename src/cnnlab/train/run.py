@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import importlib
 import json
 import shutil
 import sys
+import threading
 import tomllib
 import warnings
 from collections.abc import Sequence
@@ -266,7 +268,22 @@ def prepare_out(config: RunConfig) -> Path:
 def run_training(config: RunConfig, callbacks: Sequence[object] = ()) -> Path:
     """Trains, evaluates and saves one run into a new run folder; returns the folder."""
     out = prepare_out(config)
+    warm_up_optimizers()
     return _run(config, out, load_data(config), resume=False, callbacks=callbacks)
+
+
+def warm_up_optimizers() -> threading.Thread:
+    """Imports ``torch._dynamo`` in the background while the data loads.
+
+    PyTorch's optimizers import it on first use, which takes over a second; reading and
+    checksumming the data mostly waits in zlib and hashlib, which let other threads run, so
+    doing both at once hides most of that second.
+    """
+    thread = threading.Thread(
+        target=importlib.import_module, args=("torch._dynamo",), daemon=True, name="warm-up"
+    )
+    thread.start()
+    return thread
 
 
 def resume_training(
