@@ -298,10 +298,9 @@ def resume_training(
     batches); the run's files are rewritten in place, which is what resuming means.
     """
     out = Path(run_dir)
-    config = _read_config(out)
-    config.out, config.quiet = str(out), quiet
-    if epochs is not None:
-        config.train.epochs = epochs
+    saved = _read_config(out)
+    train = saved.train if epochs is None else dataclasses.replace(saved.train, epochs=epochs)
+    config = dataclasses.replace(saved, out=str(out), quiet=quiet, train=train)
     split = load_run_split(out)
     return _run(config, out, split, resume=True, callbacks=callbacks)
 
@@ -319,7 +318,7 @@ def _run(
     train = split.train
     if config.augment:
         train = augment(train, config.augment, seed=config.train.seed)
-    config.train = config.train.resolved(len(train))
+    config = dataclasses.replace(config, train=config.train.resolved(len(train)))
     reference = split.train
     model = create_model(
         config.model,
