@@ -126,16 +126,22 @@ def test_corrupt_cache_is_rebuilt(tmp_path, decodes, damage):
     assert len(read_cache(path)) == 6
 
 
-def test_bad_files_are_remembered_and_skipped(tmp_path, decodes):
+def test_bad_files_are_read_again_until_fixed(tmp_path, decodes):
     root, store = make_root(tmp_path / "data"), tmp_path / "cache"
-    (root / "a" / "broken.tif").write_text("nope")
+    broken = root / "a" / "broken.tif"
+    broken.write_text("nope")
     with pytest.warns(UserWarning, match="skipped 1"):
         load_folders(root, cache=store, skip_bad=True)
     decodes.clear()
     with pytest.warns(UserWarning, match="skipped 1"):
         data = load_folders(root, cache=store, skip_bad=True)
-    assert decodes == []
-    assert data.meta["skipped"] == [str(root / "a" / "broken.tif")]
+    assert decodes == ["broken.tif"]  # only the bad file is decoded again, the rest is cached
+    assert data.meta["skipped"] == [str(broken)]
+    # Fixed in place with the same size and time stamp (as chmod would): it is read now.
+    stat = broken.stat()
+    tifffile.imwrite(broken, np.full((4, 5), 7, np.uint16))
+    os.utime(broken, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert len(load_folders(root, cache=store)) == 7
 
 
 def test_default_directory_from_environment(tmp_path, monkeypatch):

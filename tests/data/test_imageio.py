@@ -302,3 +302,15 @@ def test_unreadable_file(tmp_path):
     path.chmod(0)
     with pytest.raises(CnnlabError, match="permission"):
         read_image(path)
+
+
+@pytest.mark.parametrize("compression", ["lzw", "zlib", "zstd"])
+def test_compressed_16_bit_tiffs_keep_their_values(tmp_path, compression):
+    stack = np.arange(5 * 6 * 5, dtype=np.uint16).reshape(5, 6, 5) * 400
+    path = tmp_path / f"roi 1 - {compression}.tif"
+    tifffile.imwrite(path, stack, compression=compression)
+    image, depth = read_image(path, plane=2)
+    assert depth == 16 and image.dtype == torch.int32
+    assert np.array_equal(image[0].numpy(), stack[2])
+    with pytest.raises(CnnlabError, match="plane"):
+        read_image(path)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import re
 import warnings
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -273,3 +275,25 @@ def test_format_class_table_is_aligned_with_totals():
     rows = (lines[0], lines[2], lines[3], lines[-1])
     ends = {tuple(m.end() for m in re.finditer(r"\S+", line))[1:] for line in rows}
     assert len(ends) == 1
+
+
+def test_manifest_follows_a_moved_data_folder(tmp_path):
+    import shutil
+
+    import tifffile
+
+    from cnnlab.data.folders import load_folders
+
+    root = tmp_path / "crops"
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(10):
+            tifffile.imwrite(root / c / f"roi {i} - C=0.tif", np.full((4, 4), i, np.uint16))
+    split = split_dataset(load_folders(root), (60, 20, 20), seed=3)
+    write_manifest(split, tmp_path / "split.csv")
+    shutil.copytree(root, tmp_path / "moved")
+    again = apply_manifest(load_folders(tmp_path / "moved"), tmp_path / "split.csv")
+    for name in ("train", "valid", "test"):
+        before, after = getattr(split, name), getattr(again, name)
+        assert [Path(p).name for p in before.paths] == [Path(p).name for p in after.paths]
+        assert torch.equal(before.images, after.images)

@@ -141,8 +141,11 @@ def test_mismatched_data_is_refused_with_a_fix() -> None:
         evaluate(model, dataset.select([]))
     with pytest.raises(CnnlabError, match=r"resize to 2x2"):
         predict_proba(model, torch.zeros(2, 1, 4, 4))
-    model.cnnlab_config = {"class_names": ["a", "b", "c"]}
+    model.class_names = ("a", "b", "c")  # as cnnlab.load sets it
     with pytest.raises(CnnlabError, match=r"trained on \(a, b, c\)"):
+        evaluate(model, dataset)
+    model.class_names, model.bit_depth = CLASSES, 16
+    with pytest.raises(CnnlabError, match=r"8-bit images but the model learned on 16-bit"):
         evaluate(model, dataset)
 
 

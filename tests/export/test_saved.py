@@ -116,3 +116,33 @@ def test_predict_resizes_converts_and_refuses_other_bit_depths(trained, tmp_path
         predict(load(folder), tmp_path / "deep.png")
     with pytest.raises(CnnlabError, match="no such file"):
         predict(load(folder), tmp_path / "nothing.png")
+
+
+def test_a_loaded_model_refuses_data_with_other_classes(trained):
+    from cnnlab.evaluate import evaluate
+
+    _, folder, test = trained
+    loaded = load(folder)
+    assert evaluate(loaded, test)["n"] == len(test)
+    reordered = test.replace(class_names=tuple(reversed(test.class_names)))
+    with pytest.raises(CnnlabError, match="same classes in the same order"):
+        evaluate(loaded, reordered)
+
+
+def test_predict_finds_files_like_training_does_and_keeps_values(trained, tmp_path):
+    import tifffile
+
+    from cnnlab.export.predict import collect_images, prepare_images
+
+    _, folder, _ = trained
+    (tmp_path / ".thumbnails").mkdir()
+    Image.new("L", (28, 28)).save(tmp_path / ".thumbnails" / "x.png")
+    Image.new("L", (28, 28)).save(tmp_path / "UPPER.PNG")
+    assert [p.name for p in collect_images([tmp_path], "*.png")] == ["UPPER.PNG"]
+    model = load(folder)
+    model.bit_depth = 32
+    tifffile.imwrite(tmp_path / "f.tif", np.full((28, 28), 0.75, np.float32))
+    tifffile.imwrite(tmp_path / "u.tif", np.full((28, 28), 3_000_000_000, np.uint32))
+    images = prepare_images(model, [tmp_path / "f.tif", tmp_path / "u.tif"]).images
+    assert images.dtype == torch.float32
+    assert images[0].max().item() == 0.75 and images[1].max().item() == 3e9

@@ -261,7 +261,9 @@ def _decode(
             records = {
                 relative: Record(stat.st_size, stat.st_mtime_ns, result)
                 for (i, _, relative, _), stat, result in zip(files, stats, results, strict=True)
-                if i == index and stat is not None
+                # A failure is not cached: the user may fix the file (or its permissions)
+                # without changing its size or time, and the next load must see that.
+                if i == index and stat is not None and result.error is None
             }
             # Rewrite only when something was decoded or files disappeared.
             if todo or records.keys() != cached[index].keys():

@@ -116,8 +116,11 @@ def _read_tiff(path: Path, plane: int | None) -> np.ndarray:
     except MemoryError:
         raise
     except Exception as error:
-        # tifffile needs the optional imagecodecs package for some compressions (LZW, JPEG);
-        # Pillow decodes most of those, so give it a try before giving up.
+        # tifffile decodes compressed TIFFs through imagecodecs; should that be missing, Pillow
+        # can stand in, but only for what it reads faithfully: one plane of 8-bit samples.
+        # Anything else would come back silently cut to 8 bits or to its first plane.
+        if not _pillow_reads_faithfully(path):
+            raise _decoder_error(path, error) from None
         try:
             return _read_pillow(path)
         except CnnlabError:
@@ -141,6 +144,16 @@ def _read_tiff(path: Path, plane: int | None) -> np.ndarray:
             return stack[plane]
         plane -= len(stack)
     raise AssertionError("unreachable")
+
+
+def _pillow_reads_faithfully(path: Path) -> bool:
+    try:
+        with Image.open(path) as image:
+            bits = image.tag_v2.get(258, (8,)) if hasattr(image, "tag_v2") else (8,)
+            bits = bits if isinstance(bits, tuple) else (bits,)
+            return getattr(image, "n_frames", 1) == 1 and max(bits) <= 8
+    except Exception:
+        return False
 
 
 def _planes(array: np.ndarray, axes: str, path: Path) -> np.ndarray:
@@ -220,6 +233,8 @@ def _read_png16(path: Path) -> np.ndarray:
             raise CnnlabError(f"{path}: truncated PNG file (chunk {kind!r} cut short)")
         pos += 12 + length
         if kind == b"IHDR":
+            if len(chunk) < 13:
+                raise CnnlabError(f"{path}: corrupt PNG file (IHDR chunk too short)")
             header = struct.unpack(">IIBBBBB", chunk[:13])
         elif kind == b"IDAT":
             idat.append(chunk)

@@ -239,7 +239,8 @@ def read_manifest(path: str | Path) -> list[tuple[str, str, str]]:
 def apply_manifest(dataset: ImageDataset, path: str | Path) -> Split:
     """Rebuild the exact split (same samples, same order) that a manifest recorded.
 
-    Samples are matched by their source path, so ``dataset`` must be loaded from the same files.
+    Samples are matched by their source path or, when the data folder has been moved or
+    copied, by their last two path parts (class folder and file name) where those are unique.
     Images of ``dataset`` that the manifest does not list are left out with a warning (they were
     probably added after the split was made).
     """
@@ -252,18 +253,22 @@ def apply_manifest(dataset: ImageDataset, path: str | Path) -> Split:
                 "dataset of distinct files (apply it before augmenting)"
             )
         position[source] = i
+    tails: dict[tuple[str, ...], int | None] = {}
+    for source, i in position.items():
+        tail = Path(source).parts[-2:]
+        tails[tail] = None if tail in tails else i  # None: ambiguous, never matched by tail
     members: dict[str, list[int]] = {name: [] for name in SUBSETS}
     seen: set[str] = set()
     for source, class_name, subset in rows:
         if source in seen:
             raise CnnlabError(f"split manifest {path} lists {source} twice")
         seen.add(source)
-        if source not in position:
+        i = position.get(source, tails.get(Path(source).parts[-2:]))
+        if i is None:
             raise CnnlabError(
                 f"split manifest {path} lists {source}, which is not in {dataset.name}; load the "
                 "same files the manifest was written from"
             )
-        i = position[source]
         actual = dataset.class_names[int(dataset.labels[i])]
         if actual != class_name:
             raise CnnlabError(

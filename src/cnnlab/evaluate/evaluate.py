@@ -80,13 +80,20 @@ def check_compatible(model: nn.Module, dataset: ImageDataset, purpose: str = "ev
             f"({', '.join(dataset.class_names)}) but the model predicts {num_classes}; "
             f"{purpose} on data with the classes of the model"
         )
-    config = getattr(model, "cnnlab_config", None) or {}
-    trained_names = config.get("class_names") if isinstance(config, Mapping) else None
+    # A loaded model knows its classes and the bit depth of its training images; data that
+    # differs in either would be scored against the wrong labels or misread intensities.
+    trained_names = getattr(model, "class_names", None)
     if trained_names is not None and tuple(trained_names) != dataset.class_names:
         raise CnnlabError(
             f"{dataset.name} has classes ({', '.join(dataset.class_names)}) but the model was "
             f"trained on ({', '.join(trained_names)}); use data with the same classes in the "
             f"same order"
+        )
+    trained_depth = getattr(model, "bit_depth", None)
+    if trained_depth is not None and dataset.bit_depth != trained_depth:
+        raise CnnlabError(
+            f"{dataset.name} has {dataset.bit_depth}-bit images but the model learned on "
+            f"{trained_depth}-bit images; convert them first"
         )
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import fnmatch
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,19 +63,23 @@ class PredictionTable:
         return pd.DataFrame(self.rows())
 
 
+def _wanted(path: Path, folder: Path, pattern: str | None) -> bool:
+    """An image file below ``folder``, matched as :func:`cnnlab.datasets.load_folders` does:
+    hidden files and folders skipped, the pattern's case ignored (``*.tif`` finds ``A.TIF``)."""
+    if not path.is_file() or any(part.startswith(".") for part in path.relative_to(folder).parts):
+        return False
+    if pattern is None:
+        return path.suffix.lower() in IMAGE_EXTENSIONS
+    return fnmatch.fnmatchcase(path.name.lower(), pattern.lower())
+
+
 def collect_images(paths: Sequence[str | Path], pattern: str | None = None) -> list[Path]:
     """Files as given, and the image files inside given folders (recursively, sorted)."""
     files: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(
-                p
-                for p in path.rglob(pattern or "*")
-                if p.is_file()
-                and not p.name.startswith(".")
-                and (pattern is not None or p.suffix.lower() in IMAGE_EXTENSIONS)
-            )
+            found = sorted(p for p in path.rglob("*") if _wanted(p, path, pattern))
             if not found:
                 raise CnnlabError(f"{path}: no image files in this folder")
             files.extend(found)
@@ -99,7 +105,8 @@ def prepare_images(model: nn.Module, files: Sequence[Path]) -> ImageDataset:
                     f"{file}: a {depth}-bit image, but the model learned on {trained_depth}-bit "
                     f"images; its intensities would be misread. Convert it to {trained_depth}-bit"
                 )
-    dtype = torch.int32 if any(im.dtype != images[0].dtype for im in images) else images[0].dtype
+    # A type that holds every image's values exactly (float for float images, wide ints).
+    dtype = functools.reduce(torch.promote_types, (im.dtype for im in images))
     dataset = ImageDataset(
         images=[im.to(dtype) for im in images],
         labels=torch.zeros(len(images), dtype=torch.int64),
