@@ -113,11 +113,16 @@ def test_train_predict_evaluate_on_folders(capsys, synth_dir, tmp_path):
         (["evaluate", "/no/such/model"], ["/no/such/model"]),
         (["train", "--config", "/no/such.toml"], ["/no/such.toml"]),
         (["train", "--resume", "/no/such/run"], ["/no/such/run"]),
+        (["train", "--resume", "/no/such/run", "--lr", "9"], ["--resume", "--lr"]),
+        (["predict", "/no/such/model", "x.png", "--out", "/no/such/dir/p.csv"], ["/no/such/dir"]),
+        (["train", "--seed", "-1"], ["--seed"]),
     ],
 )
-def test_bad_input_gets_one_line_and_exit_code_2(capsys, args, fragments):
+def test_bad_input_gets_one_line_and_exit_code_2(capsys, args, fragments, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     code, _, err = run(capsys, *args)
     assert_one_line_error(code, err, *fragments)
+    assert list(tmp_path.iterdir()) == []  # nothing written, no empty run folder
 
 
 def test_models_lists_every_network(capsys):

@@ -301,6 +301,18 @@ def _train(args: argparse.Namespace) -> int:
     from cnnlab.train.run import RunConfig, load_toml, resume_training, run_training
 
     if args.resume:
+        # A resumed run continues exactly as it was configured; other flags would be ignored.
+        given = [
+            key
+            for key, value in vars(args).items()
+            if value is not None and key not in ("command", "resume", "epochs", "quiet")
+        ]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise CnnlabError(
+                f"--resume continues a run as it was configured; {flag} cannot be changed "
+                "(only --epochs and --quiet can be given)"
+            )
         resume_training(args.resume, epochs=args.epochs, quiet=bool(args.quiet))
         return 0
     options = load_toml(args.config) if args.config else {}
@@ -332,8 +344,16 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from cnnlab.export import load, predict
 
-    if args.out and Path(args.out).exists() and not args.overwrite:
-        raise CnnlabError(f"--out {args.out}: exists; choose another file or pass --overwrite")
+    if args.out:
+        out = Path(args.out)
+        if out.is_dir():
+            raise CnnlabError(f"--out {out}: is a folder; give a file name such as preds.csv")
+        if not out.parent.is_dir():
+            raise CnnlabError(
+                f"--out {out}: the folder {out.parent} does not exist; create it first"
+            )
+        if out.exists() and not args.overwrite:
+            raise CnnlabError(f"--out {out}: exists; choose another file or pass --overwrite")
     table = predict(load(args.model), args.paths, pattern=args.pattern)
     if args.out:
         table.to_csv(args.out)

@@ -154,9 +154,10 @@ def test_model_without_convolutions_notes_the_missing_filters(
     assert "image #1" in (run / "report.html").read_text()
 
 
-def test_image_index_outside_the_test_set_is_a_note(finished_run: Path, tmp_path: Path) -> None:
-    page = parse(write_report(finished_run, out=tmp_path / "r.html", image_index=10_000))
-    assert any("image_index 10000" in note for note in page.notes)
+def test_image_index_outside_the_test_set_is_refused(finished_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(CnnlabError, match=r"--image 10000: the test set has images 0 to \d+"):
+        write_report(finished_run, out=tmp_path / "r.html", image_index=10_000)
+    assert not (tmp_path / "r.html").exists()
 
 
 def test_accuracy_badge_levels() -> None:

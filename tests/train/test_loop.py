@@ -116,11 +116,40 @@ def test_resume_reproduces_the_uninterrupted_run(mnist_small, tmp_path):
         assert torch.allclose(value, resumed.state_dict()[key], atol=1e-6), key
 
 
-def test_resume_of_a_finished_run_asks_for_more_epochs(mnist_small, tmp_path):
+def test_resume_of_a_finished_run_says_what_can_be_done(mnist_small, tmp_path):
     train, _ = mnist_small
-    fit(lenet(), train.select(range(100)), None, epochs=1, checkpoint_dir=tmp_path)
-    with pytest.raises(CnnlabError, match="--epochs"):
-        fit(lenet(), train.select(range(100)), None, epochs=1, checkpoint_dir=tmp_path, resume=True)
+    data = train.select(range(100))
+    fit(lenet(), data, None, epochs=1, checkpoint_dir=tmp_path / "a")
+    with pytest.raises(CnnlabError, match="finished its 1 epochs; start a new run"):
+        fit(lenet(), data, None, epochs=1, checkpoint_dir=tmp_path / "a", resume=True)
+    fit(lenet(), data, None, epochs=1, schedule="constant", checkpoint_dir=tmp_path / "b")
+    with pytest.raises(CnnlabError, match="pass a larger --epochs"):
+        fit(
+            lenet(),
+            data,
+            None,
+            epochs=1,
+            schedule="constant",
+            checkpoint_dir=tmp_path / "b",
+            resume=True,
+        )
+
+
+def test_without_validation_the_training_metrics_drive_patience_and_plateau(mnist_small):
+    train, _ = mnist_small
+    history = fit(
+        lenet(),
+        train.select(range(200)),
+        None,
+        epochs=30,
+        patience=1,
+        schedule="plateau",
+        optimizer="sgd",
+        lr=1e-12,
+        momentum=0.0,
+    )
+    assert len(history.rows) == 2
+    assert history.stop_reason.startswith("train_loss did not improve for 1 epochs")
 
 
 def test_divergence_stops_with_a_clear_message(mnist_small):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -87,14 +88,48 @@ def test_overwrite_replaces_only_run_folders(tmp_path):
     with pytest.raises(CnnlabError, match="not a cnnlab run folder"):
         run_training(RunConfig(out=str(user), overwrite=True, quiet=True))
     assert (user / "notes.txt").read_text() == "precious"
+    (user / "config.json").write_text('{"name": "my-app"}')
+    with pytest.raises(CnnlabError, match="not a cnnlab run folder"):
+        run_training(RunConfig(out=str(user), overwrite=True, quiet=True))
+    assert (user / "notes.txt").read_text() == "precious"
+
+
+def test_a_failing_run_leaves_the_old_run_and_no_empty_folder(finished_run, tmp_path, monkeypatch):
+    before = (finished_run / "metrics.json").read_text()
+    bad = {
+        "data": [str(tmp_path / "typo")],
+        "out": str(finished_run),
+        "overwrite": True,
+        "quiet": True,
+    }
+    with pytest.raises(CnnlabError, match="typo"):
+        run_training(RunConfig.from_options(bad))
+    assert (finished_run / "metrics.json").read_text() == before
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CnnlabError, match="at least 12x12"):
+        run_training(RunConfig.from_options({"size": 8, "quiet": True}))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_folder_works_from_any_directory(finished_run, tmp_path, monkeypatch):
+    config = json.loads((finished_run / "config.json").read_text())
+    assert all(Path(d).is_absolute() for d in config["data"])
+    monkeypatch.chdir(tmp_path)
+    assert evaluate_saved(finished_run)["test"]["n"] > 0
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(bacteria, tmp_path):
     from cnnlab.train import Callback
 
+    class PowerCut(Exception):
+        pass
+
     class Interrupt(Callback):
-        def on_epoch_end(self, logs):
-            logs["stop_training"] = logs["epoch"] == 2
+        """Kills the run half-way through epoch 3, after epoch 3 was logged but not saved."""
+
+        def on_batch_end(self, logs):
+            if logs["epoch"] == 3 and logs["batch"] == 2:
+                raise PowerCut
 
     out = tmp_path / "run"
     options = {
@@ -106,8 +141,10 @@ def test_an_interrupted_run_resumes_where_it_stopped(bacteria, tmp_path):
         "report": False,
         "cache": False,
     }
-    run_training(RunConfig.from_options(options), callbacks=[Interrupt()])
+    with pytest.raises(PowerCut):
+        run_training(RunConfig.from_options(options), callbacks=[Interrupt()])
     assert len((out / "history.csv").read_text().splitlines()) == 3
+    assert not (out / "run.json").exists()
     with pytest.raises(CnnlabError, match="planned for 4 epochs"):
         resume_training(out, epochs=6, quiet=True)
     resume_training(out, quiet=True)
@@ -126,6 +163,11 @@ def test_evaluate_saved_reuses_the_runs_split(finished_run):
     assert again["test"]["confusion"] == stored["test"]["confusion"]
 
 
+def test_a_finished_run_is_not_resumed(finished_run):
+    with pytest.raises(CnnlabError, match="already finished"):
+        resume_training(finished_run, quiet=True)
+
+
 def test_options_come_from_toml_and_flags(tmp_path):
     path = tmp_path / "run.toml"
     path.write_text(
@@ -142,6 +184,15 @@ def test_options_come_from_toml_and_flags(tmp_path):
         RunConfig.from_options({"split": "60,30"})
     with pytest.raises(CnnlabError, match="--size"):
         RunConfig.from_options({"size": "big"})
+    (tmp_path / "types.toml").write_text('lr = "0.01"\n')
+    with pytest.raises(CnnlabError, match="--lr must be a number"):
+        RunConfig.from_options(load_toml(tmp_path / "types.toml"))
+    with pytest.raises(CnnlabError, match="--seed must be 0 or more"):
+        RunConfig.from_options({"seed": -1})
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.toml").write_text('data = "crops"\nno-report = true\n')
+    config = RunConfig.from_options(load_toml(tmp_path / "sub" / "c.toml"))
+    assert config.data == [str(tmp_path / "sub" / "crops")] and config.report is False
     (tmp_path / "bad.toml").write_text("model = ")
     with pytest.raises(CnnlabError, match="not a valid TOML"):
         load_toml(tmp_path / "bad.toml")

@@ -1047,6 +1047,14 @@ def write_report(
     they spare re-loading both from disk. Left out, both are re-loaded from the run folder.
     """
     run = read_run(run_dir)
+    if image_index is not None:
+        # Asked for explicitly: a bad index is the user's error, not a note inside the page.
+        subset = next((s for s in ("test", "valid") if s in run.metrics), "train")
+        size = run.metrics[subset]["n"]
+        if not 0 <= image_index < size:
+            raise CnnlabError(
+                f"--image {image_index}: the {subset} set has images 0 to {size - 1}; choose one"
+            )
     target = Path(out) if out is not None else run.path / REPORT_NAME
     with tempfile.TemporaryDirectory(prefix="cnnlab-report-") as scratch:
         report = Report(run, Figures(Path(scratch)), image_index, model=model, split=split)

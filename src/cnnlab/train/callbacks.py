@@ -162,8 +162,8 @@ class EarlyStopping(Callback):
         self.waited += 1
         if self.waited >= self.patience:
             logs["stop_training"] = True
-            logs["stop_reason"] = (
-                f"{self.monitor} did not improve for {self.patience} epochs (best {self.best:.4f})"
+            logs["stop_reason"] = f"{self.monitor} did not improve for {self.patience} epochs" + (
+                "" if self.best is None else f" (best {self.best:.4f})"
             )
 
     def state_dict(self) -> dict:

@@ -8,7 +8,7 @@ simply this record written out.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cnnlab.errors import CnnlabError
 
@@ -58,7 +58,6 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None
     amp: bool = False
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -92,6 +91,33 @@ class TrainConfig:
         choice("init", self.init, INITIALIZERS)
         choice("schedule", self.schedule, SCHEDULES)
         choice("monitor", self.monitor, MONITORS)
+        numbers = {
+            "lr": self.lr,
+            "momentum": self.momentum,
+            "wd": self.weight_decay,
+            "gamma": self.gamma,
+            "label-smoothing": self.label_smoothing,
+            "init-sigma": self.init_sigma,
+        }
+        for option, value in numbers.items():
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                raise CnnlabError(f"--{option} must be a number, not {value!r}")
+        for option, value in {
+            "seed": self.seed,
+            "patience": self.patience,
+            "threads": self.threads,
+        }.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise CnnlabError(f"--{option} must be an integer, not {value!r}")
+        for option, value in {"nesterov": self.nesterov, "amp": self.amp}.items():
+            if not isinstance(value, bool):
+                raise CnnlabError(f"--{option} must be true or false, not {value!r}")
+        if self.seed < 0:
+            raise CnnlabError(f"--seed must be 0 or more, not {self.seed}")
+        if self.threads is not None and self.threads < 1:
+            raise CnnlabError(f"--threads must be at least 1, not {self.threads}")
         positive = {
             "epochs": self.epochs,
             "batch-size": self.batch_size,

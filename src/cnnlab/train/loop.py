@@ -160,9 +160,12 @@ def fit(
     # A last batch of one sample would break batch norm; fold it into the previous batch.
     steps = max(1, n // batch_size if n % batch_size < 2 else n // batch_size + 1)
     optimizer = build_optimizer(model, config)
-    schedule = Schedule(optimizer, config, steps)
-    best = BestWeights(config.monitor if valid is not None else "train_loss")
-    stopper = EarlyStopping(config.monitor, config.patience) if config.patience else None
+    # Without a validation set, the best epoch, early stopping and reduce-on-plateau all follow
+    # the same metric measured on the training set instead.
+    monitor = config.monitor if valid is not None else config.monitor.replace("valid_", "train_")
+    schedule = Schedule(optimizer, config, steps, monitor)
+    best = BestWeights(monitor)
+    stopper = EarlyStopping(monitor, config.patience) if config.patience else None
     hooks = CallbackList([best, *([stopper] if stopper else []), *callbacks])
     state = TrainingState(Path(checkpoint_dir)) if checkpoint_dir else None
     history = History()
@@ -185,13 +188,13 @@ def fit(
             raise CnnlabError("resume needs the run folder that holds the checkpoints")
         first_epoch = _restore(state.folder, loop, history, best, stopper) + 1
         if first_epoch > config.epochs:
+            extendable = config.schedule not in ("cosine", "onecycle")
             raise CnnlabError(
-                f"{state.folder}: the run already finished its {config.epochs} epochs; "
-                f"pass a larger --epochs to train on"
+                f"{state.folder}: the run already finished its {config.epochs} epochs"
+                + ("; pass a larger --epochs to train on" if extendable else "; start a new run")
             )
 
     hooks("on_fit_start", dict(loop, epoch=first_epoch, history=list(history.rows)))
-    started = time.perf_counter()
     track_loss = hooks.wants("on_batch_end") or device.type == "cpu"
     for epoch in range(first_epoch, config.epochs + 1):
         loop["epoch"] = epoch
@@ -252,7 +255,8 @@ def fit(
         if logs.get("stop_training"):
             history.stop_reason = logs.get("stop_reason", "stopped by a callback")
             break
-    history.seconds = time.perf_counter() - started
+    # Epoch times, resumed ones included: the run's training time, however often it stopped.
+    history.seconds = sum(row["seconds"] for row in history.rows)
     end_logs = dict(loop, history=history)
     hooks("on_fit_end", end_logs)
     history.best_epoch = best.best_epoch

@@ -44,10 +44,14 @@ class Schedule:
     """
 
     def __init__(
-        self, optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
+        self,
+        optimizer: torch.optim.Optimizer,
+        config: TrainConfig,
+        steps_per_epoch: int,
+        monitor: str | None = None,
     ) -> None:
         self.kind = config.schedule
-        self.monitor = config.monitor
+        self.monitor = monitor or config.monitor
         total = config.epochs * steps_per_epoch
         self.scheduler: object | None
         if self.kind == "step":

@@ -27,6 +27,7 @@ from cnnlab.data.augment import augment
 from cnnlab.data.dataset import ImageDataset, Normalizer
 from cnnlab.data.folders import load_folders
 from cnnlab.data.mnist import mnist
+from cnnlab.data.sources import BUILTIN as BUILTIN_DATA
 from cnnlab.data.split import (
     Split,
     apply_manifest,
@@ -47,6 +48,22 @@ from cnnlab.train.loop import History, fit
 
 DEFAULT_FOLDER_SIZE = (32, 32)
 MAX_UPSCALE = 2.0  # enlarging an image more than this invents no detail: refuse by default
+# Everything cnnlab writes into a run folder: --overwrite deletes these names and nothing else.
+RUN_CONTENTS = frozenset(
+    {
+        "config.json",
+        "history.csv",
+        "metrics.json",
+        "model.json",
+        "model.safetensors",
+        "run.json",
+        "split.csv",
+        "report.html",
+        "checkpoints",
+        "plots",
+        "tensorboard",
+    }
+)
 RUN_FILES = (
     "config.json",
     "history.csv",
@@ -92,6 +109,10 @@ class RunConfig:
             key.replace("-", "_"): value for key, value in options.items() if value is not None
         }
         aliases = {"wd": "weight_decay"}
+        # TOML files may spell the CLI's negative flags as they are typed.
+        for negative, positive in (("no_report", "report"), ("no_cache", "cache")):
+            if negative in options:
+                options[positive] = not options.pop(negative)
         train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
         run_fields = {f.name for f in dataclasses.fields(cls)} - {"train"}
         run_options, train_options = {}, {}
@@ -105,6 +126,11 @@ class RunConfig:
                 raise CnnlabError(f"unknown option {key!r}; see 'cnnlab train --help'")
         if isinstance(run_options.get("data"), str):
             run_options["data"] = [run_options["data"]]
+        if "data" in run_options:
+            # Absolute, so that the run folder works from any directory (resume, evaluate).
+            run_options["data"] = [
+                d if d in BUILTIN_DATA else str(Path(d).absolute()) for d in run_options["data"]
+            ]
         if isinstance(run_options.get("augment"), str):
             run_options["augment"] = [run_options["augment"]]
         if "size" in run_options:
@@ -162,6 +188,12 @@ def load_toml(path: str | Path) -> dict:
     for table in data.values():
         if isinstance(table, dict):
             flat.update(table)
+    if "data" in flat:
+        # Folders in a config file are relative to the file, not to where cnnlab runs.
+        folders = [flat["data"]] if isinstance(flat["data"], str) else flat["data"]
+        flat["data"] = [
+            d if d in BUILTIN_DATA else str(path.parent / Path(d).expanduser()) for d in folders
+        ]
     return flat
 
 
@@ -255,9 +287,11 @@ def prepare_out(config: RunConfig) -> Path:
             raise CnnlabError(
                 f"--out {out}: the folder is not empty; choose another folder or pass --overwrite"
             )
-        if not (out / "config.json").exists():
+        foreign = sorted(c.name for c in out.iterdir() if c.name not in RUN_CONTENTS)
+        if not _is_run_folder(out) or foreign:
+            extra = f" (it holds {', '.join(foreign[:3])})" if foreign else ""
             raise CnnlabError(
-                f"--out {out}: not a cnnlab run folder; --overwrite only replaces runs"
+                f"--out {out}: not a cnnlab run folder{extra}; --overwrite only replaces runs"
             )
         for child in out.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
@@ -265,11 +299,36 @@ def prepare_out(config: RunConfig) -> Path:
     return out
 
 
+def _is_run_folder(folder: Path) -> bool:
+    """A folder whose config.json is one that cnnlab wrote (not any project's config.json)."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(config, dict) and {"train", "resolved", "model"} <= config.keys()
+
+
 def run_training(config: RunConfig, callbacks: Sequence[object] = ()) -> Path:
-    """Trains, evaluates and saves one run into a new run folder; returns the folder."""
-    out = prepare_out(config)
+    """Trains, evaluates and saves one run into a new run folder; returns the folder.
+
+    The data is read and the model built before the folder is touched, so a typo in an option
+    never leaves an empty folder behind, nor empties a run that ``overwrite`` would replace.
+    """
     warm_up_optimizers()
-    return _run(config, out, load_data(config), resume=False, callbacks=callbacks)
+    split = load_data(config)
+    model = _build_model(config, split)
+    out = prepare_out(config)
+    return _run(config, out, split, model, resume=False, callbacks=callbacks)
+
+
+def _build_model(config: RunConfig, split: Split) -> torch.nn.Module:
+    reference = split.train
+    return create_model(
+        config.model,
+        in_chans=reference.channels,
+        num_classes=reference.num_classes,
+        input_size=reference.image_size,
+    )
 
 
 def warm_up_optimizers() -> threading.Thread:
@@ -299,14 +358,27 @@ def resume_training(
     """
     out = Path(run_dir)
     saved = _read_config(out)
+    finished = out / "run.json"
+    if finished.exists() and (epochs is None or epochs <= (saved.train.epochs or 0)):
+        reason = json.loads(finished.read_text()).get("stop_reason") or "all epochs done"
+        extendable = saved.train.schedule not in ("cosine", "onecycle")
+        raise CnnlabError(
+            f"{out}: this run already finished ({reason}); start a new run"
+            + (", or pass a larger --epochs to train on" if extendable else "")
+        )
     train = saved.train if epochs is None else dataclasses.replace(saved.train, epochs=epochs)
     config = dataclasses.replace(saved, out=str(out), quiet=quiet, train=train)
     split = load_run_split(out)
-    return _run(config, out, split, resume=True, callbacks=callbacks)
+    return _run(config, out, split, _build_model(config, split), resume=True, callbacks=callbacks)
 
 
 def _run(
-    config: RunConfig, out: Path, split: Split, resume: bool, callbacks: Sequence[object]
+    config: RunConfig,
+    out: Path,
+    split: Split,
+    model: torch.nn.Module,
+    resume: bool,
+    callbacks: Sequence[object],
 ) -> Path:
     stream = sys.stderr
     if not config.quiet:
@@ -320,12 +392,6 @@ def _run(
         train = augment(train, config.augment, seed=config.train.seed)
     config = dataclasses.replace(config, train=config.train.resolved(len(train)))
     reference = split.train
-    model = create_model(
-        config.model,
-        in_chans=reference.channels,
-        num_classes=reference.num_classes,
-        input_size=reference.image_size,
-    )
     if not resume:
         # A resumed run keeps its config.json until training succeeds with the new one.
         if "mnist" not in config.data:
