@@ -64,14 +64,6 @@ RUN_CONTENTS = frozenset(
         "tensorboard",
     }
 )
-RUN_FILES = (
-    "config.json",
-    "history.csv",
-    "metrics.json",
-    "model.json",
-    "model.safetensors",
-    "run.json",
-)
 
 
 @dataclass
