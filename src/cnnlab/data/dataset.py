@@ -209,10 +209,6 @@ class ImageDataset:
             return self
         return self.replace(images=self.normalizer.invert(self.images), normalizer=None)
 
-    def stack(self) -> torch.Tensor:
-        self.require_uniform("stacking")
-        return self.images
-
     # ----------------------------------------------------------------------------- summary
     def summary(self) -> dict:
         """Counts per class, size range, channels and bit depth, as plain data."""

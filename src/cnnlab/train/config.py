@@ -148,11 +148,3 @@ class TrainConfig:
         data["lr"] = self.learning_rate
         data["nesterov"] = self.nesterov and self.optimizer == "sgd" and self.momentum > 0
         return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise CnnlabError(f"unknown training option(s): {', '.join(unknown)}")
-        return cls(**data)

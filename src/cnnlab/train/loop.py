@@ -49,9 +49,6 @@ class History:
     def column(self, name: str) -> list:
         return [row.get(name) for row in self.rows]
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when PyTorch sees a GPU, else the CPU."""
