@@ -143,6 +143,28 @@ def test_constant_images_get_unit_std_and_fitting_on_valid_warns():
     assert Normalizer.from_dict(normalizer.to_dict()) == normalizer
 
 
+@pytest.mark.parametrize(
+    ("dtype", "low", "high"),
+    [
+        (torch.uint8, 0, 256),
+        (torch.int16, -3000, 3000),  # negative counts shift the histogram
+        (torch.int32, 100, 65536),
+        (torch.int32, 0, 1 << 28),  # too many levels for a histogram: float64 chunks
+        (torch.float32, -1, 1),
+    ],
+)
+def test_normalizer_statistics_match_numpy_float64(dtype, low, high):
+    generator = torch.Generator().manual_seed(5)
+    if dtype.is_floating_point:
+        images = torch.rand((40, 2, 9, 7), generator=generator) * (high - low) + low
+    else:
+        images = torch.randint(low, high, (40, 2, 9, 7), generator=generator).to(dtype)
+    normalizer = Normalizer.fit(dataset_of(images, subset="train"))
+    source = images.numpy().astype(np.float64)
+    np.testing.assert_allclose(normalizer.mean, source.mean(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(normalizer.std, source.std(axis=(0, 2, 3)), rtol=1e-11)
+
+
 # --------------------------------------------------------------------------------- selection
 def test_shuffle_is_a_permutation_determined_by_seed():
     images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1)

@@ -11,6 +11,8 @@ from torch import nn
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import evaluate, evaluate_subsets, per_sample, predict_proba
+from cnnlab.evaluate.evaluate import GRAPH_MIN_BATCHES, _logits, inference_graph
+from cnnlab.models import create_model, list_models
 from cnnlab.models.base import ImageClassifier
 
 CLASSES = ("ring", "rod", "spot")
@@ -155,3 +157,35 @@ def test_non_finite_outputs_are_refused() -> None:
         model.head.bias.fill_(float("nan"))
     with pytest.raises(CnnlabError, match="not finite"):
         evaluate(model, dataset)
+
+
+# ------------------------------------------------------------------------- inference graph
+@pytest.mark.parametrize("name", list_models())
+def test_inference_graph_gives_the_eager_logits_for_every_registered_model(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, in_chans=3, num_classes=4, input_size=(30, 26))
+    images = torch.randint(0, 256, (GRAPH_MIN_BATCHES * 8 + 3, 3, 30, 26), dtype=torch.uint8)
+    with torch.no_grad():  # batch-norm running statistics away from their initial values
+        model.train()(images[:64].float())
+    model.eval()
+    with torch.inference_mode():
+        eager = torch.cat([model(images[i : i + 8].float()) for i in range(0, len(images), 8)])
+        graph = inference_graph(model, images[:8].float())
+    assert isinstance(graph, torch.jit.ScriptModule)
+    logits = _logits(model.train(), images, batch_size=8, device="cpu")  # last batch of 3
+    assert model.training
+    scale = float(eager.abs().max())
+    np.testing.assert_allclose(logits.numpy(), eager.numpy(), rtol=1e-4, atol=1e-5 * scale)
+    assert torch.equal(logits.argmax(1), eager.argmax(1))
+
+
+def test_inference_graph_leaves_unknown_and_hooked_modules_eager() -> None:
+    example = torch.zeros(4, 1, 2, 2)
+    probe = make_model().eval()  # defined in this test module, not in cnnlab: may branch
+    assert inference_graph(probe, example) is probe
+    model = create_model("mlp", in_chans=1, num_classes=3, input_size=(2, 2)).eval()
+    calls = []
+    model.head.register_forward_hook(lambda *_: calls.append(1))
+    assert inference_graph(model, example) is model
+    _logits(model, torch.zeros(GRAPH_MIN_BATCHES * 2, 1, 2, 2), batch_size=2, device="cpu")
+    assert len(calls) == GRAPH_MIN_BATCHES  # the hook ran for every batch

