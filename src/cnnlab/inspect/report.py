@@ -999,7 +999,7 @@ class Report:
 def _score(model, dataset) -> dict:
     """Per-image results of ``model`` on ``dataset`` (:func:`cnnlab.evaluate.per_sample`).
 
-    Scored on one CPU thread in batches of 512: for the small networks cnnlab trains, a second
+    Scored on one CPU thread: for the small networks cnnlab trains, a second
     thread saves little on an idle laptop but costs many times over when the other core is
     busy (the threads wait for each other at every layer), and the report is often written
     while other work runs.
@@ -1011,7 +1011,7 @@ def _score(model, dataset) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return per_sample(model, dataset, batch_size=512)
+        return per_sample(model, dataset)
     finally:
         torch.set_num_threads(threads)
 
