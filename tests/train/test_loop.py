@@ -307,3 +307,46 @@ def test_mixed_precision_trains(mnist_small):
     history = fit(lenet(), train.select(range(300)), None, epochs=3, batch_size=30, amp=True)
     assert history.rows[-1]["train_loss"] < history.rows[0]["train_loss"]
     assert all(math.isfinite(row["train_loss"]) for row in history.rows)
+
+
+class LayoutSpy(Callback):
+    """Records whether the convolutions trained in channels-last, and can fail on demand."""
+
+    def __init__(self, fail: bool = False):
+        self.fail, self.channels_last = fail, []
+
+    def on_batch_end(self, logs):
+        weight = logs["model"].features.conv2.weight
+        self.channels_last.append(weight.is_contiguous(memory_format=torch.channels_last))
+        if self.fail:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(("name", "expected"), [("lenet5", True), ("lenet5_bn", False)])
+def test_channels_last_only_while_training_and_only_where_it_is_faster(mnist_small, name, expected):
+    train, _ = mnist_small
+    small = train.select(range(100))
+    model = create_model(name, in_chans=1, num_classes=10, input_size=(28, 28))
+    assert model.cpu_channels_last is expected
+    spy = LayoutSpy()
+    fit(model, small, None, epochs=1, batch_size=50, device="cpu", callbacks=[spy])
+    assert spy.channels_last == [expected, expected]
+    assert all(p.is_contiguous() for p in model.parameters())
+    # An interrupted run hands back ordinary tensors too.
+    failing = create_model(name, in_chans=1, num_classes=10, input_size=(28, 28))
+    with pytest.raises(KeyboardInterrupt):
+        fit(failing, small, None, epochs=1, batch_size=50, callbacks=[LayoutSpy(fail=True)])
+    assert all(p.is_contiguous() for p in failing.parameters())
+
+
+def test_channels_last_training_matches_contiguous_training(mnist_small, monkeypatch):
+    train, _ = mnist_small
+    small = train.select(range(200))
+    trained = {}
+    for channels_last in (True, False):
+        model = lenet()
+        monkeypatch.setattr(model, "cpu_channels_last", channels_last)
+        fit(model, small, None, epochs=2, batch_size=40, seed=3)
+        trained[channels_last] = weights(model)
+    for key, value in trained[True].items():
+        torch.testing.assert_close(value, trained[False][key], rtol=1e-3, atol=1e-4)

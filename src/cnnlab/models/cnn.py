@@ -110,6 +110,8 @@ class ConvNetBN(ImageClassifier):
         feature_shape(self.features, in_chans, input_size)
         self.head = nn.Linear(previous, num_classes)
 
+    cpu_channels_last = True
+
 
 @register_model(
     "convnet_bn",

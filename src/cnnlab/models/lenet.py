@@ -101,6 +101,7 @@ class LeNet(ImageClassifier):
             width = units
         self.features = nn.Sequential(layers)
         self.head = nn.Linear(width, num_classes)
+        self.cpu_channels_last = not batch_norm
 
 
 @register_model("lenet5", "LeNet-5 (6@5x5, 16@5x5, 120, 84) with ReLU; pads 28x28 to 32x32.")

@@ -148,6 +148,8 @@ def fit(
         model.standardize.set_statistics(normalizer.mean, normalizer.std)
         initialize(model, config.init, config.init_sigma)
     model.to(device)
+    memory_format = _memory_format(model, device)
+    model.to(memory_format=memory_format)
     x_train, y_train = train.images.to(device), train.labels.to(device)
     x_valid = valid.images.to(device) if valid is not None else None
     y_valid = valid.labels.to(device) if valid is not None else None
@@ -192,72 +194,88 @@ def fit(
             )
 
     hooks("on_fit_start", dict(loop, epoch=first_epoch, history=list(history.rows)))
-    track_loss = hooks.wants("on_batch_end") or device.type == "cpu"
-    for epoch in range(first_epoch, config.epochs + 1):
-        loop["epoch"] = epoch
-        hooks("on_epoch_start", dict(loop))
-        epoch_start = time.perf_counter()
-        model.train()
-        order = torch.randperm(n, generator=generator).to(device)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        for step in range(steps):
-            index = order[step * batch_size : (step + 1) * batch_size if step < steps - 1 else n]
-            batch_logs = {"epoch": epoch, "batch": step, "size": len(index), "model": model}
-            if hooks.wants("on_batch_start"):
-                hooks("on_batch_start", batch_logs)
-            x, y = x_train[index].float(), y_train[index]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
-                logits = model(x)
-                loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.batch_end()
-            loss_sum += loss.detach().double() * len(index)
-            correct += (logits.detach().argmax(1) == y).sum()
-            if track_loss:
-                value = loss.item()
-                if not math.isfinite(value):
-                    _diverged(epoch, step, config)
-                batch_logs["loss"] = value
-                hooks("on_batch_end", batch_logs)
-        train_loss, train_accuracy = float(loss_sum) / n, int(correct) / n
-        if not math.isfinite(train_loss):
-            _diverged(epoch, steps - 1, config)
-        logs = dict(
-            loop,
-            epoch=epoch,
-            train_loss=train_loss,
-            train_accuracy=train_accuracy,
-            valid_loss=None,
-            valid_accuracy=None,
-            lr=optimizer.param_groups[0]["lr"],
-        )
-        if x_valid is not None:
-            logs["valid_loss"], logs["valid_accuracy"] = loss_and_accuracy(model, x_valid, y_valid)
-        logs["seconds"] = time.perf_counter() - epoch_start
-        schedule.epoch_end(logs)
-        history.rows.append({col: logs[col] for col in HISTORY_COLUMNS})
-        hooks("on_epoch_end", logs)
-        history.best_epoch = best.best_epoch
-        if state is not None:
-            extra = {
-                "best": best.state_dict(),
-                "early_stopping": stopper.state_dict() if stopper else None,
-            }
-            state.save("last", logs, history, extra)
-            if best.best_epoch == epoch:
-                state.save("best", logs, history, extra)
-        if logs.get("stop_training"):
-            history.stop_reason = logs.get("stop_reason", "stopped by a callback")
-            break
+    try:
+        track_loss = hooks.wants("on_batch_end") or device.type == "cpu"
+        for epoch in range(first_epoch, config.epochs + 1):
+            loop["epoch"] = epoch
+            hooks("on_epoch_start", dict(loop))
+            epoch_start = time.perf_counter()
+            model.train()
+            order = torch.randperm(n, generator=generator).to(device)
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            correct = torch.zeros((), dtype=torch.int64, device=device)
+            for step in range(steps):
+                index = order[
+                    step * batch_size : (step + 1) * batch_size if step < steps - 1 else n
+                ]
+                batch_logs = {"epoch": epoch, "batch": step, "size": len(index), "model": model}
+                if hooks.wants("on_batch_start"):
+                    hooks("on_batch_start", batch_logs)
+                x = x_train[index].float().contiguous(memory_format=memory_format)
+                y = y_train[index]
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
+                    logits = model(x)
+                    loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.batch_end()
+                loss_sum += loss.detach().double() * len(index)
+                correct += (logits.detach().argmax(1) == y).sum()
+                if track_loss:
+                    value = loss.item()
+                    if not math.isfinite(value):
+                        _diverged(epoch, step, config)
+                    batch_logs["loss"] = value
+                    hooks("on_batch_end", batch_logs)
+            train_loss, train_accuracy = float(loss_sum) / n, int(correct) / n
+            if not math.isfinite(train_loss):
+                _diverged(epoch, steps - 1, config)
+            logs = dict(
+                loop,
+                epoch=epoch,
+                train_loss=train_loss,
+                train_accuracy=train_accuracy,
+                valid_loss=None,
+                valid_accuracy=None,
+                lr=optimizer.param_groups[0]["lr"],
+            )
+            if x_valid is not None:
+                logs["valid_loss"], logs["valid_accuracy"] = loss_and_accuracy(
+                    model, x_valid, y_valid
+                )
+            logs["seconds"] = time.perf_counter() - epoch_start
+            schedule.epoch_end(logs)
+            history.rows.append({col: logs[col] for col in HISTORY_COLUMNS})
+            hooks("on_epoch_end", logs)
+            history.best_epoch = best.best_epoch
+            if state is not None:
+                extra = {
+                    "best": best.state_dict(),
+                    "early_stopping": stopper.state_dict() if stopper else None,
+                }
+                state.save("last", logs, history, extra)
+                if best.best_epoch == epoch:
+                    state.save("best", logs, history, extra)
+            if logs.get("stop_training"):
+                history.stop_reason = logs.get("stop_reason", "stopped by a callback")
+                break
+    finally:
+        # Channels-last was for speed inside this loop; callers get ordinary tensors back.
+        model.to(memory_format=torch.contiguous_format)
     # Epoch times, resumed ones included: the run's training time, however often it stopped.
     history.seconds = sum(row["seconds"] for row in history.rows)
     end_logs = dict(loop, history=history)
     hooks("on_fit_end", end_logs)
     history.best_epoch = best.best_epoch
     return history
+
+
+def _memory_format(model: nn.Module, device: torch.device) -> torch.memory_format:
+    """Channels-last on a CPU for models that measured faster with it (``cpu_channels_last``)."""
+    if device.type == "cpu" and getattr(model, "cpu_channels_last", False):
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def _diverged(epoch: int, step: int, config: TrainConfig) -> None:
