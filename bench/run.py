@@ -133,20 +133,41 @@ def child_environment(threads: int) -> dict[str, str]:
     return env
 
 
+# Runs argv[2:] as its child and writes "exit code, wall seconds, peak RSS in KiB" to argv[1].
+LAUNCHER = """
+import os, sys, time
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - start
+with open(sys.argv[1], "w") as out:
+    out.write(f"{os.waitstatus_to_exitcode(status)} {seconds} {usage.ru_maxrss}")
+"""
+
+
 def run_measured(command: list[str], env: dict[str, str], log: Path) -> tuple[int, float, int]:
     """(exit code, wall seconds, peak resident memory in bytes) of one child process.
 
-    ``os.wait4`` returns the resource usage of exactly this child (``ru_maxrss``, KiB on
-    Linux), unlike ``getrusage(RUSAGE_CHILDREN)``, which keeps the largest of all children.
+    Linux carries a process's peak resident size across ``fork`` and ``exec``: a child forked
+    from this bench, which holds MNIST, several models and TensorFlow's data, would report at
+    least the bench's own size. So a small launcher interpreter forks the command instead, and
+    reads ``os.wait4``'s ``ru_maxrss`` (KiB on Linux) and the wall time of exactly that process.
     The output goes to ``log`` so a full pipe can never block the child.
     """
+    result = log.with_suffix(".measured")
     with log.open("wb") as output:
-        start = time.perf_counter()
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, seconds, usage.ru_maxrss * 1024
+        subprocess.run(
+            [sys.executable, "-c", LAUNCHER, str(result), *command],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=env,
+            check=False,
+        )
+    code, seconds, kib = result.read_text().split()
+    result.unlink()
+    return int(code), float(seconds), int(kib) * 1024
 
 
 # ------------------------------------------------------------------------------ the machine
