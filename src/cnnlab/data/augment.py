@@ -82,10 +82,16 @@ def _fill_values(images: torch.Tensor, fill: Fill) -> torch.Tensor | None:
         raise CnnlabError(f"fill must be a number or one of {', '.join(FILL_MODES)}, not {fill!r}")
     if not math.isfinite(float(fill)):
         raise CnnlabError(f"fill must be a finite number, not {fill}")
-    return torch.full((len(images), images.shape[1], 1, 1), float(fill))
+    return torch.full((len(images), images.shape[1], 1, 1), float(fill), device=images.device)
 
 
 def _generator(seed: int) -> torch.Generator:
+    """A CPU generator, whatever device the images are on.
+
+    The random angles, offsets and noise are drawn on the CPU and moved to the images, so a
+    seed gives the same augmented set on a laptop and on a GPU; the work on the pixels
+    (resampling, indexing, adding) runs where the images are.
+    """
     return torch.Generator().manual_seed(int(seed))
 
 
@@ -113,7 +119,7 @@ def _resample(images: torch.Tensor, angles: torch.Tensor, fill: Fill) -> torch.T
     height, width = images.shape[-2:]
     for start in range(0, len(images), _CHUNK):
         batch = images[start : start + _CHUNK].float()
-        theta = _rotation_thetas(angles[start : start + _CHUNK], height, width)
+        theta = _rotation_thetas(angles[start : start + _CHUNK], height, width).to(batch.device)
         grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
         constant = _fill_values(batch, fill)
         if constant is None:
@@ -250,14 +256,15 @@ def _translate(
 ) -> torch.Tensor:
     """Each image moved by (down[i], right[i]) pixels: out[y, x] = in[y - down, x - right]."""
     n, channels, height, width = images.shape
-    rows = torch.arange(height).view(1, height) - down.view(n, 1)
-    cols = torch.arange(width).view(1, width) - right.view(n, 1)
+    device = images.device
+    rows = torch.arange(height, device=device).view(1, height) - down.to(device).view(n, 1)
+    cols = torch.arange(width, device=device).view(1, width) - right.to(device).view(n, 1)
     inside = ((rows >= 0) & (rows < height)).view(n, 1, height, 1) & (
         (cols >= 0) & (cols < width)
     ).view(n, 1, 1, width)
     moved = images[
-        torch.arange(n).view(n, 1, 1, 1),
-        torch.arange(channels).view(1, channels, 1, 1),
+        torch.arange(n, device=device).view(n, 1, 1, 1),
+        torch.arange(channels, device=device).view(1, channels, 1, 1),
         rows.clamp(0, height - 1).view(n, 1, height, 1),
         cols.clamp(0, width - 1).view(n, 1, 1, width),
     ]
@@ -297,10 +304,11 @@ def add_noise(
         scale = torch.tensor(statistics.std, dtype=torch.float32).view(1, -1, 1, 1)
     else:
         scale = torch.ones((1, images.shape[1], 1, 1))
+    scale = scale.to(images.device)
     generator = _generator(seed)
     out = []
     for _ in range(copies):
-        z = torch.randn(images.shape, generator=generator)
+        z = torch.randn(images.shape, generator=generator).to(images.device)
         out.append(images + (mean + std * z) * scale)
     return _copies(dataset, out)
 

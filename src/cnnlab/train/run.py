@@ -44,7 +44,7 @@ from cnnlab.models import create_model
 from cnnlab.train.callbacks import CSVLogger, ProgressBar
 from cnnlab.train.checkpoint import write_json
 from cnnlab.train.config import TrainConfig
-from cnnlab.train.loop import History, fit
+from cnnlab.train.loop import History, fit, resolve_device
 
 DEFAULT_FOLDER_SIZE = (32, 32)
 MAX_UPSCALE = 2.0  # enlarging an image more than this invents no detail: refuse by default
@@ -381,6 +381,10 @@ def _run(
     normalizer = Normalizer.fit(split.train)
     train = split.train
     if config.augment:
+        # On a GPU the augmented copies are made there, from images moved to it once.
+        device = resolve_device(config.train.device)
+        if device.type != "cpu" and isinstance(train.images, torch.Tensor):
+            train = train.replace(images=train.images.to(device))
         train = augment(train, config.augment, seed=config.train.seed)
     config = dataclasses.replace(config, train=config.train.resolved(len(train)))
     reference = split.train
