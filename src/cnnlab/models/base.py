@@ -49,10 +49,11 @@ class ImageClassifier(nn.Module):
     rebuild it.
 
     ``cpu_channels_last`` says whether this network trains faster on a CPU with channels-last
-    (NHWC) tensors, which oneDNN's convolutions prefer. It is measured, not assumed: LeNet-5
-    trains about 15-20% faster that way, ``convnet_bn`` about 40%, but LeNet-5 with batch norm
-    about 25% slower, because PyTorch's channels-last batch norm vectorizes over channels and
-    6 channels are too few. :func:`cnnlab.fit` applies it for the duration of training only.
+    (NHWC) tensors, which oneDNN's convolutions prefer. It is measured, not assumed
+    (``bench/choices.py``): LeNet-5 and its variants train 1-39% faster that way,
+    ``convnet_bn`` 25-40%, but LeNet-5 with batch norm 30% slower, because PyTorch's
+    channels-last batch norm vectorizes over channels and 6 channels are too few.
+    :func:`cnnlab.fit` applies it for the duration of training only.
     """
 
     cpu_channels_last: bool = False
