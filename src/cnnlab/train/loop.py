@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,8 +149,6 @@ def fit(
         model.standardize.set_statistics(normalizer.mean, normalizer.std)
         initialize(model, config.init, config.init_sigma)
     model.to(device)
-    memory_format = _memory_format(model, device)
-    model.to(memory_format=memory_format)
     x_train, y_train = train.images.to(device), train.labels.to(device)
     x_valid = valid.images.to(device) if valid is not None else None
     y_valid = valid.labels.to(device) if valid is not None else None
@@ -194,8 +193,8 @@ def fit(
             )
 
     hooks("on_fit_start", dict(loop, epoch=first_epoch, history=list(history.rows)))
-    try:
-        track_loss = hooks.wants("on_batch_end") or device.type == "cpu"
+    track_loss = hooks.wants("on_batch_end") or device.type == "cpu"
+    with _training_layout(model, device) as memory_format:
         for epoch in range(first_epoch, config.epochs + 1):
             loop["epoch"] = epoch
             hooks("on_epoch_start", dict(loop))
@@ -260,9 +259,6 @@ def fit(
             if logs.get("stop_training"):
                 history.stop_reason = logs.get("stop_reason", "stopped by a callback")
                 break
-    finally:
-        # Channels-last was for speed inside this loop; callers get ordinary tensors back.
-        model.to(memory_format=torch.contiguous_format)
     # Epoch times, resumed ones included: the run's training time, however often it stopped.
     history.seconds = sum(row["seconds"] for row in history.rows)
     end_logs = dict(loop, history=history)
@@ -271,11 +267,21 @@ def fit(
     return history
 
 
-def _memory_format(model: nn.Module, device: torch.device) -> torch.memory_format:
-    """Channels-last on a CPU for models that measured faster with it (``cpu_channels_last``)."""
-    if device.type == "cpu" and getattr(model, "cpu_channels_last", False):
-        return torch.channels_last
-    return torch.contiguous_format
+@contextmanager
+def _training_layout(model: nn.Module, device: torch.device) -> Iterator[torch.memory_format]:
+    """Channels-last while training on a CPU, for models that measured faster with it.
+
+    See ``ImageClassifier.cpu_channels_last``. The parameters keep their identity (only their
+    storage is rearranged), so the optimizer built before is unaffected; afterwards, even after
+    an error, the model's tensors are ordinary contiguous ones again.
+    """
+    channels_last = device.type == "cpu" and getattr(model, "cpu_channels_last", False)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=memory_format)
+    try:
+        yield memory_format
+    finally:
+        model.to(memory_format=torch.contiguous_format)
 
 
 def _diverged(epoch: int, step: int, config: TrainConfig) -> None:
