@@ -24,7 +24,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from cnnlab.data.dataset import Normalizer
+from cnnlab.data.dataset import ImageDataset, Normalizer
 from cnnlab.data.mnist import mnist
 from cnnlab.evaluate.evaluate import INFERENCE_BATCH, inference_graph
 from cnnlab.models import create_model, list_models
@@ -33,7 +33,9 @@ BATCH = 128
 CONV_MODELS = [name for name in list_models() if not name.startswith("mlp")]
 
 
-def training_step(name: str, images: torch.Tensor, labels: torch.Tensor, channels_last: bool):
+def training_step(
+    name: str, images: torch.Tensor, labels: torch.Tensor, channels_last: bool
+) -> Callable[[], None]:
     """One SGD step of ``name`` on a random batch, in the given layout, after 30 warm-up steps.
 
     The warm-up matters: a network measured before it learns anything, or fed unscaled
@@ -61,9 +63,7 @@ def training_step(name: str, images: torch.Tensor, labels: torch.Tensor, channel
     return step
 
 
-def _as_dataset(images: torch.Tensor, labels: torch.Tensor):
-    from cnnlab.data.dataset import ImageDataset
-
+def _as_dataset(images: torch.Tensor, labels: torch.Tensor) -> ImageDataset:
     paths = tuple(str(i) for i in range(len(images)))
     return ImageDataset(images, labels, tuple(str(c) for c in range(10)), paths, subset="train")
 
