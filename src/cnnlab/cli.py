@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, describe_os_error
 
 
 def _train_options(parser: argparse.ArgumentParser) -> None:
@@ -238,13 +239,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     warnings.showwarning = _one_line_warning
+    # Libraries (tifffile, PIL, ...) log through Python's logging; without a handler its last
+    # resort prints their lines to stderr. cnnlab turns what matters into its own one-line
+    # errors and warnings, so the command shows no library log lines.
+    logging.getLogger().addHandler(logging.NullHandler())
     try:
         return COMMANDS[args.command](args)
     except CnnlabError as error:
         print(f"cnnlab: error: {error}", file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
-        print("cnnlab: interrupted", file=sys.stderr)
+    except OSError as error:
+        print(f"cnnlab: error: {describe_os_error(error)}", file=sys.stderr)
+        return CnnlabError.exit_code
+    except KeyboardInterrupt as interrupt:
+        hint = f"; {interrupt}" if str(interrupt) else ""
+        print(f"cnnlab: interrupted{hint}", file=sys.stderr)
         return 130
     except Exception as error:  # a bug, not a user error: keep it to one line unless debugging
         if os.environ.get("CNNLAB_DEBUG"):
@@ -357,7 +366,7 @@ def _predict(args: argparse.Namespace) -> int:
     table = predict(load(args.model), args.paths, pattern=args.pattern)
     if args.out:
         table.to_csv(args.out)
-        print(f"wrote {len(table)} predictions to {args.out}", file=sys.stderr)
+        print(f"wrote {len(table)} predictions to {args.out}")
     else:
         table.to_csv(sys.stdout)
     return 0

@@ -10,6 +10,7 @@ went where, so a split can be rebuilt exactly on another machine or after the fo
 from __future__ import annotations
 
 import csv
+import io
 import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,6 +22,7 @@ import torch
 
 from cnnlab.data.dataset import SUBSETS, ImageDataset
 from cnnlab.errors import CnnlabError
+from cnnlab.runs.files import write_text
 
 MANIFEST_HEADER = ("path", "class", "subset")
 
@@ -193,12 +195,13 @@ def write_manifest(split: Split, path: str | Path) -> Path:
     """Write the split as a CSV manifest (``path,class,subset``), each subset in its order."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(MANIFEST_HEADER)
-        for subset, dataset in split.items():
-            for source, label in zip(dataset.paths, dataset.labels.tolist(), strict=True):
-                writer.writerow((source, dataset.class_names[label], subset))
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(MANIFEST_HEADER)
+    for subset, dataset in split.items():
+        for source, label in zip(dataset.paths, dataset.labels.tolist(), strict=True):
+            writer.writerow((source, dataset.class_names[label], subset))
+    write_text(path, text.getvalue())
     return path
 
 
@@ -336,7 +339,7 @@ def balance_warnings(split: SplitLike) -> list[str]:
                 f"the {name} set is imbalanced: class '{largest}' has {present[largest]} images, "
                 f"'{smallest}' only {present[smallest]} ({ratio:.1f}x); "
                 + (
-                    "consider equalize"
+                    "consider --equalize (equalize=True in Python)"
                     if name == "train"
                     else "judge it by per-class results, not only overall accuracy"
                 )

@@ -28,6 +28,8 @@ import numpy as np
 
 from cnnlab.errors import CnnlabError
 from cnnlab.inspect import plots
+from cnnlab.runs.files import write_text
+from cnnlab.runs.folder import target_of
 
 REPORT_NAME = "report.html"
 SUBSET_TITLES = {"train": "Training set", "valid": "Validation set", "test": "Test set"}
@@ -469,7 +471,7 @@ class Report:
             f'<nav class="toc"><div class="wrap">{"".join(toc)}</div></nav>'
             f'<main class="wrap">{"".join(parts)}</main>'
             f'<footer class="wrap">Written by cnnlab {esc(self.version())} on '
-            f"{dt.datetime.now().strftime('%Y-%m-%d %H:%M')} from {esc(self.run.path.resolve())}"
+            f"{dt.datetime.now().strftime('%Y-%m-%d %H:%M')} from {esc(target_of(self.run.path))}"
             "</footer></body></html>\n"
         )
 
@@ -541,7 +543,7 @@ class Report:
             '<div class="eyebrow">cnnlab · training report</div>'
             f"<h1>{esc(title)}</h1>"
             f'<div class="meta">{esc(data_line)} · finished {esc(when)} · '
-            f"<code>{esc(self.run.path.name)}</code></div>"
+            f"<code>{esc(target_of(self.run.path).name)}</code></div>"
             f'<div class="tiles">{tile_html}</div></div></header>'
         )
 
@@ -1061,7 +1063,7 @@ def write_report(
         page = report.html()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(page, encoding="utf-8")
+        write_text(target, page)
     except OSError as error:
         raise CnnlabError(f"cannot write the report {target}: {error.strerror or error}") from None
     return target

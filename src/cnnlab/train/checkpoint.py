@@ -1,52 +1,34 @@
-"""Resumable training state in safetensors and JSON, never pickle.
+"""Resumable training state: one safetensors file per run, never pickle.
 
 ``torch.save`` would be the obvious choice, but loading it unpickles arbitrary objects. Instead
-every tensor (weights, optimizer moments, random-generator states) goes into one safetensors
-file and every other value (epoch, history, scheduler counters) into a JSON file beside it.
+every tensor of the training state (the last epoch's weights, the best epoch's weights,
+optimizer moments, random-generator states) and, in the file's metadata header, every other
+value (epoch, history, schedule and early-stopping counters, the configuration's digest) go into
+one safetensors file, written atomically. One file is one consistent unit: the weights of one
+epoch can never be paired with the bookkeeping of another, nor "best" with the wrong "last".
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import math
-import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
 
 from cnnlab.errors import CnnlabError
+from cnnlab.runs.files import parse_json, to_json, write_tensors
+
+FORMAT = "cnnlab-checkpoint"
+FORMAT_VERSION = "2"
+STATE_NAME = "state.safetensors"
 
 
-def _json_default(value: object) -> object:
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"cannot store {type(value).__name__} in a checkpoint")
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Atomic JSON write: a reader never sees half a file, even after a crash."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default, allow_nan=True) + "\n")
-    os.replace(tmp, path)
-
-
-def write_tensors(
-    path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None
-) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    save_file(contiguous, str(tmp), metadata=metadata)
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, path)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def config_digest(config: dict) -> str:
+    """A short digest of a training configuration, to tie a checkpoint to its run."""
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def optimizer_to_parts(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -73,31 +55,34 @@ def optimizer_from_parts(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_training_state(
-    folder: Path, name: str, tensors: dict[str, torch.Tensor], meta: dict
-) -> None:
+def save_checkpoint(folder: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Writes the whole training state to ``folder/state.safetensors`` in one atomic step."""
     folder.mkdir(parents=True, exist_ok=True)
-    write_tensors(folder / f"{name}.safetensors", tensors)
-    write_json(folder / f"{name}.json", meta)
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "meta": to_json(meta)}
+    write_tensors(folder / STATE_NAME, tensors, metadata=header)
 
 
-def load_training_state(folder: Path, name: str) -> tuple[dict[str, torch.Tensor], dict]:
-    tensor_path, meta_path = folder / f"{name}.safetensors", folder / f"{name}.json"
-    if not tensor_path.exists() or not meta_path.exists():
-        raise CnnlabError(
-            f"{folder}: no '{name}' checkpoint to resume from; was the run started with --out here?"
-        )
+def load_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """The state saved by :func:`save_checkpoint`, or None when there is none yet."""
+    path = folder / STATE_NAME
+    if not path.exists():
+        return None
     try:
-        meta = json.loads(
-            meta_path.read_text(),
-            parse_constant=lambda c: {
-                "Infinity": math.inf,
-                "-Infinity": -math.inf,
-                "NaN": math.nan,
-            }[c],
-        )
-        return load_file(str(tensor_path)), meta
-    except (OSError, ValueError, RuntimeError) as error:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+        if header.get("format") != FORMAT:
+            raise ValueError("not a cnnlab checkpoint")
+        if header.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"format version {header.get('format_version')}")
+        meta = parse_json(header["meta"])
+    except (OSError, SafetensorError, ValueError, KeyError, RuntimeError) as error:
         raise CnnlabError(
-            f"{tensor_path}: checkpoint is unreadable ({error}); start a new run"
+            f"{path}: checkpoint unreadable ({error}); it cannot be resumed, start a new run"
         ) from error
+    return tensors, meta
+
+
+def prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors whose keys start with ``prefix``, without it."""
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}

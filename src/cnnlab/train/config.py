@@ -8,6 +8,7 @@ simply this record written out.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from cnnlab.errors import CnnlabError
@@ -114,6 +115,9 @@ class TrainConfig:
         for option, value in {"nesterov": self.nesterov, "amp": self.amp}.items():
             if not isinstance(value, bool):
                 raise CnnlabError(f"--{option} must be true or false, not {value!r}")
+        for option, value in numbers.items():
+            if value is not None and not math.isfinite(value):
+                raise CnnlabError(f"--{option} must be a finite number, not {value}")
         if self.seed < 0:
             raise CnnlabError(f"--seed must be 0 or more, not {self.seed}")
         if self.threads is not None and self.threads < 1:

@@ -29,10 +29,12 @@ from cnnlab.train.callbacks import (
     EarlyStopping,
 )
 from cnnlab.train.checkpoint import (
-    load_training_state,
+    config_digest,
+    load_checkpoint,
     optimizer_from_parts,
     optimizer_to_parts,
-    save_training_state,
+    prefixed,
+    save_checkpoint,
 )
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.optim import Schedule, build_optimizer, initialize
@@ -85,14 +87,26 @@ def loss_and_accuracy(
 
 
 class TrainingState:
-    """Writes the last and the best epoch to ``folder`` so a run can resume or be rolled back."""
+    """Writes the whole training state after every epoch, so a run can resume from it.
 
-    def __init__(self, folder: Path) -> None:
+    The last epoch's weights, the best epoch's weights and all the bookkeeping go into one file
+    (see :mod:`cnnlab.train.checkpoint`), tied to the configuration by a digest.
+    """
+
+    def __init__(self, folder: Path, config: TrainConfig) -> None:
         self.folder = folder
+        self.digest = _digest(config)
 
-    def save(self, name: str, loop: dict, history: History, extra: dict) -> None:
+    def save(
+        self,
+        loop: dict,
+        history: History,
+        best: BestWeights,
+        stopper: EarlyStopping | None,
+    ) -> None:
         model, optimizer = loop["model"], loop["optimizer"]
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        tensors.update({f"best.{k}": v for k, v in (best.state or {}).items()})
         optim_tensors, optim_meta = optimizer_to_parts(optimizer.state_dict())
         tensors.update(optim_tensors)
         tensors["rng.torch"] = torch.get_rng_state()
@@ -100,12 +114,22 @@ class TrainingState:
         meta = {
             "epoch": loop["epoch"],
             "planned_epochs": loop["epochs"],
+            "config_digest": self.digest,
             "optimizer": optim_meta,
             "schedule": loop["schedule"].state_dict(),
             "history": history.rows,
-            **extra,
+            "stop_reason": history.stop_reason,
+            "best": best.state_dict(),
+            "early_stopping": stopper.state_dict() if stopper else None,
         }
-        save_training_state(self.folder, name, tensors, meta)
+        save_checkpoint(self.folder, tensors, meta)
+
+
+def _digest(config: TrainConfig) -> str:
+    # Epochs may change when a finished run is extended; everything else must match.
+    described = config.to_dict()
+    described.pop("epochs")
+    return config_digest(described)
 
 
 def fit(
@@ -125,8 +149,10 @@ def fit(
     ``config`` holds the hyperparameters; keyword ``options`` override its fields
     (``fit(model, train, valid, epochs=5, optimizer="sgd")``). The model's input
     standardization is fitted on ``train`` (or taken from ``normalizer``, e.g. fitted before
-    augmentation). With ``checkpoint_dir`` the last and best epochs are saved there every epoch,
-    and ``resume=True`` continues from the last one, reproducing the uninterrupted run.
+    augmentation). With ``checkpoint_dir`` the training state is saved there after every epoch,
+    and ``resume=True`` continues from it, reproducing the uninterrupted run bit for bit (same
+    seed, same thread count); a state saved after the last epoch only restores the best weights,
+    and with no state saved yet, training starts from the beginning.
     At the end the model holds the weights of its best epoch (lowest validation loss, or the
     config's ``monitor``); the returned :class:`History` says which epoch that was.
     """
@@ -142,9 +168,12 @@ def fit(
     if valid is not None and len(valid) == 0:
         valid = None
 
+    if resume and checkpoint_dir is None:
+        raise CnnlabError("resume needs the run folder that holds the checkpoints")
+    checkpoint = load_checkpoint(Path(checkpoint_dir)) if resume else None
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    if not resume:
+    if checkpoint is None:
         normalizer = normalizer or Normalizer.fit(train)
         model.standardize.set_statistics(normalizer.mean, normalizer.std)
         initialize(model, config.init, config.init_sigma)
@@ -165,7 +194,7 @@ def fit(
     best = BestWeights(monitor)
     stopper = EarlyStopping(monitor, config.patience) if config.patience else None
     hooks = CallbackList([best, *([stopper] if stopper else []), *callbacks])
-    state = TrainingState(Path(checkpoint_dir)) if checkpoint_dir else None
+    state = TrainingState(Path(checkpoint_dir), config) if checkpoint_dir else None
     history = History()
     first_epoch = 1
     loop: dict = {
@@ -181,21 +210,15 @@ def fit(
         "device": str(device),
     }
 
-    if resume:
-        if state is None:
-            raise CnnlabError("resume needs the run folder that holds the checkpoints")
-        first_epoch = _restore(state.folder, loop, history, best, stopper) + 1
-        if first_epoch > config.epochs:
-            extendable = config.schedule not in ("cosine", "onecycle")
-            raise CnnlabError(
-                f"{state.folder}: the run already finished its {config.epochs} epochs"
-                + ("; pass a larger --epochs to train on" if extendable else "; start a new run")
-            )
+    if checkpoint is not None:
+        first_epoch = _restore(checkpoint, state, loop, history, best, stopper) + 1
+    # A run stopped early, or resumed after its last epoch, goes straight to the end.
+    last_epoch = config.epochs if history.stop_reason is None else first_epoch - 1
 
     hooks("on_fit_start", dict(loop, epoch=first_epoch, history=list(history.rows)))
     track_loss = hooks.wants("on_batch_end") or device.type == "cpu"
     with _training_layout(model, device) as memory_format:
-        for epoch in range(first_epoch, config.epochs + 1):
+        for epoch in range(first_epoch, last_epoch + 1):
             loop["epoch"] = epoch
             hooks("on_epoch_start", dict(loop))
             epoch_start = time.perf_counter()
@@ -248,16 +271,11 @@ def fit(
             history.rows.append({col: logs[col] for col in HISTORY_COLUMNS})
             hooks("on_epoch_end", logs)
             history.best_epoch = best.best_epoch
-            if state is not None:
-                extra = {
-                    "best": best.state_dict(),
-                    "early_stopping": stopper.state_dict() if stopper else None,
-                }
-                state.save("last", logs, history, extra)
-                if best.best_epoch == epoch:
-                    state.save("best", logs, history, extra)
             if logs.get("stop_training"):
                 history.stop_reason = logs.get("stop_reason", "stopped by a callback")
+            if state is not None:
+                state.save(loop, history, best, stopper)
+            if history.stop_reason is not None:
                 break
     # Epoch times, resumed ones included: the run's training time, however often it stopped.
     history.seconds = sum(row["seconds"] for row in history.rows)
@@ -292,28 +310,38 @@ def _diverged(epoch: int, step: int, config: TrainConfig) -> None:
 
 
 def _restore(
-    folder: Path, loop: dict, history: History, best: BestWeights, stopper: EarlyStopping | None
+    checkpoint: tuple[dict[str, torch.Tensor], dict],
+    state: TrainingState,
+    loop: dict,
+    history: History,
+    best: BestWeights,
+    stopper: EarlyStopping | None,
 ) -> int:
-    """Loads the last checkpoint into the loop's objects; returns the epoch it ended."""
-    tensors, meta = load_training_state(folder, "last")
-    config = loop["config"]
+    """Loads a saved training state into the loop's objects; returns the epoch it ended."""
+    tensors, meta = checkpoint
+    config, where = loop["config"], state.folder.parent
+    if meta.get("config_digest") != state.digest:
+        raise CnnlabError(
+            f"{state.folder}: the checkpoint was saved with other training options than "
+            f"{where} holds now; it cannot be resumed, start a new run"
+        )
     planned = meta.get("planned_epochs", config.epochs)
     if config.schedule in ("cosine", "onecycle") and planned != config.epochs:
         raise CnnlabError(
-            f"{folder.parent}: its {config.schedule} schedule was planned for {planned} epochs "
+            f"{where}: its {config.schedule} schedule was planned for {planned} epochs "
             f"and cannot be stretched to {config.epochs}; resume without --epochs, or start a "
             "new run"
         )
-    model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-    loop["model"].load_state_dict(model_state)
+    loop["model"].load_state_dict(prefixed(tensors, "model."))
     loop["optimizer"].load_state_dict(optimizer_from_parts(tensors, meta["optimizer"]))
     loop["schedule"].load_state_dict(meta["schedule"])
     torch.set_rng_state(tensors["rng.torch"])
     loop["generator"].set_state(tensors["rng.shuffle"])
     history.rows.extend(meta["history"])
+    history.stop_reason = meta.get("stop_reason")
     best.load_state_dict(meta.get("best") or {})
+    best.state = prefixed(tensors, "best.") or None
+    history.best_epoch = best.best_epoch
     if stopper is not None and meta.get("early_stopping"):
         stopper.load_state_dict(meta["early_stopping"])
-    best_tensors, _ = load_training_state(folder, "best")
-    best.state = {k[len("model.") :]: v for k, v in best_tensors.items() if k.startswith("model.")}
     return int(meta["epoch"])

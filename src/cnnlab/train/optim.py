@@ -65,7 +65,7 @@ class Schedule:
                 optimizer,
                 max_lr=config.learning_rate,
                 total_steps=total,
-                pct_start=0.25,
+                pct_start=_warm_up_share(total),
                 cycle_momentum=config.optimizer in ("sgd", "rmsprop") and config.momentum > 0,
                 base_momentum=min(0.85, config.momentum),
                 max_momentum=max(0.85, config.momentum),
@@ -96,6 +96,19 @@ class Schedule:
     def load_state_dict(self, state: dict) -> None:
         if self.scheduler is not None and state:
             self.scheduler.load_state_dict(state)
+
+
+def _warm_up_share(total_steps: int, share: float = 0.25) -> float:
+    """The one-cycle warm-up share, moved off the values where PyTorch divides by zero.
+
+    ``OneCycleLR`` ends its warm-up at step ``share * total - 1`` and divides by that length:
+    a warm-up of exactly one step (4 steps in all at 25%) crashes it, and so does an annealing
+    phase of zero steps. Half a step more warm-up keeps both phases a real length.
+    """
+    warm_up = share * total_steps
+    if warm_up == 1 or warm_up >= total_steps:
+        return min(1.5, total_steps - 0.5) / total_steps
+    return share
 
 
 def initialize(model: nn.Module, method: str, sigma: float = 0.01) -> None:

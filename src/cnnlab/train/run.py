@@ -1,9 +1,10 @@
 """The main job: from data specs to a finished run folder.
 
-A run folder is a contract that other tools read (the report, ``cnnlab evaluate``, ``--resume``):
-``config.json`` (every option, resolved), ``history.csv``, ``metrics.json``, ``model.json`` and
-``model.safetensors``, ``split.csv`` for folder data, and ``checkpoints/`` for resuming. Nothing
-in an existing folder is overwritten unless the user says ``overwrite``.
+The run folder's contract (its files, where a run grows until it is complete, how it replaces
+an old run) belongs to :mod:`cnnlab.runs.folder`; this module orchestrates a run through it:
+check every option, read the data and build the model before anything is written, train in the
+partial folder with a checkpoint after every epoch, evaluate, save, report, and only then move
+the finished run into place. ``resume_training`` finishes a run stopped at any point.
 """
 
 from __future__ import annotations
@@ -11,23 +12,19 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import importlib
-import json
-import shutil
+import os
 import sys
 import threading
-import tomllib
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from cnnlab.data.augment import augment
+from cnnlab.data.augment import augment, parse_specs
 from cnnlab.data.dataset import ImageDataset, Normalizer
 from cnnlab.data.folders import load_folders
 from cnnlab.data.mnist import mnist
-from cnnlab.data.sources import BUILTIN as BUILTIN_DATA
 from cnnlab.data.split import (
     Split,
     apply_manifest,
@@ -37,156 +34,36 @@ from cnnlab.data.split import (
     split_dataset,
     write_manifest,
 )
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, RunInterrupted, describe_os_error
 from cnnlab.evaluate import evaluate_subsets, format_metrics
 from cnnlab.export.saved import save_model
-from cnnlab.models import create_model
+from cnnlab.models import create_model, model_info
+from cnnlab.runs import folder as runs
+from cnnlab.runs.files import read_json, write_json
 from cnnlab.train.callbacks import CSVLogger, ProgressBar
-from cnnlab.train.checkpoint import write_json
-from cnnlab.train.config import TrainConfig
+from cnnlab.train.checkpoint import STATE_NAME
 from cnnlab.train.loop import History, fit, resolve_device
+from cnnlab.train.options import (
+    RunConfig,
+    check_run_options,
+    load_toml,
+    parse_size,
+    parse_split,
+)
+
+__all__ = [
+    "RunConfig",
+    "evaluate_saved",
+    "load_run_split",
+    "load_toml",
+    "parse_size",
+    "parse_split",
+    "resume_training",
+    "run_training",
+]
 
 DEFAULT_FOLDER_SIZE = (32, 32)
 MAX_UPSCALE = 2.0  # enlarging an image more than this invents no detail: refuse by default
-# Everything cnnlab writes into a run folder: --overwrite deletes these names and nothing else.
-RUN_CONTENTS = frozenset(
-    {
-        "config.json",
-        "history.csv",
-        "metrics.json",
-        "model.json",
-        "model.safetensors",
-        "run.json",
-        "split.csv",
-        "report.html",
-        "checkpoints",
-        "plots",
-        "tensorboard",
-    }
-)
-
-
-@dataclass
-class RunConfig:
-    """Everything a training run needs besides the hyperparameters in ``train``.
-
-    ``split`` holds percentages: for folder data train/valid/test (e.g. 60, 30, 10); for MNIST,
-    which brings its own test set, the train/valid shares of its 60,000 training images.
-    ``size`` is (height, width) or None for the data's own size (folder data of mixed sizes
-    then goes to 32x32). ``augment`` holds specs such as ``rotate:90,-90`` or ``flip``.
-    """
-
-    data: list[str] = field(default_factory=lambda: ["mnist"])
-    pattern: str | None = None
-    size: tuple[int, int] | None = None
-    channels: int | None = None
-    split: tuple[float, ...] | None = None
-    equalize: bool = False
-    augment: list[str] = field(default_factory=list)
-    model: str = "lenet5"
-    out: str | None = None
-    overwrite: bool = False
-    skip_bad: bool = False
-    plane: int | None = None
-    cache: bool = True
-    tensorboard: bool = False
-    report: bool = True
-    quiet: bool = False
-    train: TrainConfig = field(default_factory=TrainConfig)
-
-    @classmethod
-    def from_options(cls, options: dict) -> RunConfig:
-        """Builds a config from flat option names (CLI flags or TOML keys, '-' or '_')."""
-        options = {
-            key.replace("-", "_"): value for key, value in options.items() if value is not None
-        }
-        aliases = {"wd": "weight_decay"}
-        # TOML files may spell the CLI's negative flags as they are typed.
-        for negative, positive in (("no_report", "report"), ("no_cache", "cache")):
-            if negative in options:
-                options[positive] = not options.pop(negative)
-        train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
-        run_fields = {f.name for f in dataclasses.fields(cls)} - {"train"}
-        run_options, train_options = {}, {}
-        for key, value in options.items():
-            key = aliases.get(key, key)
-            if key in run_fields:
-                run_options[key] = value
-            elif key in train_fields:
-                train_options[key] = value
-            else:
-                raise CnnlabError(f"unknown option {key!r}; see 'cnnlab train --help'")
-        if isinstance(run_options.get("data"), str):
-            run_options["data"] = [run_options["data"]]
-        if "data" in run_options:
-            # Absolute, so that the run folder works from any directory (resume, evaluate).
-            run_options["data"] = [
-                d if d in BUILTIN_DATA else str(Path(d).absolute()) for d in run_options["data"]
-            ]
-        if isinstance(run_options.get("augment"), str):
-            run_options["augment"] = [run_options["augment"]]
-        if "size" in run_options:
-            run_options["size"] = parse_size(run_options["size"])
-        if "split" in run_options:
-            run_options["split"] = parse_split(run_options["split"])
-        return cls(**run_options, train=TrainConfig(**train_options))
-
-    def to_dict(self) -> dict:
-        data = dataclasses.asdict(self)
-        data["train"] = self.train.to_dict()
-        return data
-
-
-def parse_size(value: object) -> tuple[int, int]:
-    """``28``, ``"28"``, ``"32x48"`` or ``[32, 48]`` as (height, width)."""
-    try:
-        if isinstance(value, int):
-            parts = [value, value]
-        elif isinstance(value, str):
-            parts = [int(v) for v in value.lower().replace(",", "x").split("x")]
-            parts = parts * 2 if len(parts) == 1 else parts
-        else:
-            parts = [int(v) for v in value]
-    except (TypeError, ValueError):
-        parts = []
-    if len(parts) != 2 or min(parts) < 1:
-        raise CnnlabError(f"--size {value!r} is not a size; write it as 28 or HxW, e.g. 32x48")
-    return parts[0], parts[1]
-
-
-def parse_split(value: object) -> tuple[float, ...]:
-    """``"60,30,10"`` or a list of numbers as a tuple of percentages."""
-    try:
-        parts = [float(v) for v in (value.split(",") if isinstance(value, str) else value)]
-    except (TypeError, ValueError):
-        parts = []
-    if len(parts) not in (2, 3) or any(p < 0 for p in parts) or abs(sum(parts) - 100) > 1e-6:
-        raise CnnlabError(
-            f"--split {value!r}: give 2 or 3 percentages that sum to 100, e.g. 60,30,10"
-        )
-    return tuple(parts)
-
-
-def load_toml(path: str | Path) -> dict:
-    """Options from a TOML file: flat keys, or a [train] table, named like the CLI flags."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise CnnlabError(f"{path}: no such config file") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise CnnlabError(f"{path}: not a valid TOML file ({error})") from error
-    flat = {k: v for k, v in data.items() if not isinstance(v, dict)}
-    for table in data.values():
-        if isinstance(table, dict):
-            flat.update(table)
-    if "data" in flat:
-        # Folders in a config file are relative to the file, not to where cnnlab runs.
-        folders = [flat["data"]] if isinstance(flat["data"], str) else flat["data"]
-        flat["data"] = [
-            d if d in BUILTIN_DATA else str(path.parent / Path(d).expanduser()) for d in folders
-        ]
-    return flat
 
 
 # --------------------------------------------------------------------------------- data
@@ -260,57 +137,47 @@ def _mnist_split(config: RunConfig) -> Split:
 # --------------------------------------------------------------------------------- run
 
 
-def prepare_out(config: RunConfig) -> Path:
-    """A new run folder, or an old run's folder emptied when ``overwrite`` is given."""
-    if config.out is None:
-        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        data = "mnist" if "mnist" in config.data else Path(config.data[0]).name or "data"
-        out = Path("runs") / f"{stamp}-{config.model}-{data}"
-        suffix = 1
-        while out.exists():
-            suffix += 1
-            out = out.with_name(f"{stamp}-{config.model}-{data}-{suffix}")
-    else:
-        out = Path(config.out)
-    if out.exists() and not out.is_dir():
-        raise CnnlabError(f"--out {out}: exists and is not a folder; choose another path")
-    if out.exists() and any(out.iterdir()):
-        if not config.overwrite:
-            raise CnnlabError(
-                f"--out {out}: the folder is not empty; choose another folder or pass --overwrite"
-            )
-        foreign = sorted(c.name for c in out.iterdir() if c.name not in RUN_CONTENTS)
-        if not _is_run_folder(out) or foreign:
-            extra = f" (it holds {', '.join(foreign[:3])})" if foreign else ""
-            raise CnnlabError(
-                f"--out {out}: not a cnnlab run folder{extra}; --overwrite only replaces runs"
-            )
-        for child in out.iterdir():
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
-def _is_run_folder(folder: Path) -> bool:
-    """A folder whose config.json is one that cnnlab wrote (not any project's config.json)."""
-    try:
-        config = json.loads((folder / "config.json").read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return isinstance(config, dict) and {"train", "resolved", "model"} <= config.keys()
-
-
 def run_training(config: RunConfig, callbacks: Sequence[object] = ()) -> Path:
     """Trains, evaluates and saves one run into a new run folder; returns the folder.
 
-    The data is read and the model built before the folder is touched, so a typo in an option
-    never leaves an empty folder behind, nor empties a run that ``overwrite`` would replace.
+    Every option, the data and the model are checked before anything is written, so a typo
+    never leaves a folder behind, and never touches a run that ``overwrite`` would replace:
+    the new run replaces the old one only once it is complete.
     """
+    check_run_options(config)
+    out = _out_folder(config)
+    check_options(config)
+    runs.check_target(out, config.overwrite)
     warm_up_optimizers()
     split = load_data(config)
     model = _build_model(config, split)
-    out = prepare_out(config)
-    return _run(config, out, split, model, resume=False, callbacks=callbacks)
+    config = dataclasses.replace(config, out=str(out))
+    partial = runs.begin(out)
+    return _execute(config, out, partial, split, model, resume=False, callbacks=callbacks)
+
+
+def check_options(config: RunConfig) -> None:
+    """Options that need more than a type check: augmentation specs, device, model name."""
+    if config.augment:
+        parse_specs(config.augment)
+    resolve_device(config.train.device)
+    try:
+        model_info(config.model)
+    except CnnlabError as error:
+        raise CnnlabError(f"--model: {error}") from None
+
+
+def _out_folder(config: RunConfig) -> Path:
+    if config.out is not None:
+        return Path(os.path.abspath(Path(config.out).expanduser()))
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    data = "mnist" if "mnist" in config.data else Path(config.data[0]).name or "data"
+    out = Path("runs").absolute() / f"{stamp}-{config.model}-{data}"
+    suffix = 1
+    while out.exists() or runs.partial_of(out).exists():
+        suffix += 1
+        out = out.with_name(f"{stamp}-{config.model}-{data}-{suffix}")
+    return out
 
 
 def _build_model(config: RunConfig, split: Split) -> torch.nn.Module:
@@ -343,39 +210,108 @@ def resume_training(
     quiet: bool = False,
     callbacks: Sequence[object] = (),
 ) -> Path:
-    """Continues a run from its last checkpoint, on the same data split, up to ``epochs``.
+    """Finishes a run stopped at any point, or trains a finished run for more ``epochs``.
 
-    The result is the same as if the run had never stopped (same seeds, same order of
-    batches); the run's files are rewritten in place, which is what resuming means.
+    The result is the same, bit for bit, as if the run had never stopped (same seeds, same
+    order of batches, same thread count): weights, metrics and history alike.
     """
-    out = Path(run_dir)
-    saved = _read_config(out)
-    finished = out / "run.json"
-    if finished.exists() and (epochs is None or epochs <= (saved.train.epochs or 0)):
-        reason = json.loads(finished.read_text()).get("stop_reason") or "all epochs done"
-        extendable = saved.train.schedule not in ("cosine", "onecycle")
-        raise CnnlabError(
-            f"{out}: this run already finished ({reason}); start a new run"
-            + (", or pass a larger --epochs to train on" if extendable else "")
-        )
+    out, partial = runs.locate(run_dir)
+    if not runs.is_run_folder(partial):
+        if not runs.is_finished(out):
+            if partial.exists() and not out.exists():
+                raise CnnlabError(
+                    f"{out}: the run was stopped before it wrote its configuration; start it again"
+                )
+            what = "no such run folder" if not out.exists() else "no interrupted run to resume"
+            raise CnnlabError(f"{out}: {what}; start a new run with cnnlab train --out")
+        saved = _read_config(out)
+        if epochs is None or epochs <= (saved.train.epochs or 0):
+            reason = read_json(out / runs.FINISHED, "run record").get("stop_reason")
+            extendable = saved.train.schedule not in ("cosine", "onecycle")
+            raise CnnlabError(
+                f"{out}: this run already finished ({reason or 'all epochs done'}); start a new "
+                "run" + (", or pass a larger --epochs to train on" if extendable else "")
+            )
+        partial = runs.begin_extension(out)
+    elif (partial / runs.FINISHED).is_file():
+        # Everything was written; at most the report and the move into place were cut short.
+        if _read_config(partial).report and not (partial / "report.html").exists():
+            _write_report(partial)
+        runs.complete(partial, out)
+        _print_result(out, quiet)
+        return out
+    saved = _read_config(partial)
+    if out.exists() and not saved.overwrite and not runs.is_finished(out):
+        raise CnnlabError(f"{out}: something else was put there since the run started; move it")
     train = saved.train if epochs is None else dataclasses.replace(saved.train, epochs=epochs)
     config = dataclasses.replace(saved, out=str(out), quiet=quiet, train=train)
-    split = load_run_split(out)
-    return _run(config, out, split, _build_model(config, split), resume=True, callbacks=callbacks)
+    split = load_run_split(partial)
+    model = _build_model(config, split)
+    return _execute(config, out, partial, split, model, resume=True, callbacks=callbacks)
 
 
-def _run(
+def _execute(
     config: RunConfig,
     out: Path,
+    partial: Path,
     split: Split,
     model: torch.nn.Module,
     resume: bool,
     callbacks: Sequence[object],
 ) -> Path:
-    stream = sys.stderr
+    """Runs in ``partial`` and moves the result to ``out``; on failure keeps what can resume."""
+    try:
+        _run(config, partial, split, model, resume, callbacks)
+        runs.complete(partial, out)
+    except KeyboardInterrupt:
+        raise RunInterrupted(_resume_hint(out, partial)) from None
+    except CnnlabError:
+        # A new run refused by cnnlab (it diverged, say) is removed: resuming would fail again.
+        if not resume:
+            runs.discard(partial)
+        raise
+    except BaseException as error:
+        # Anything else (a full disk, a crash) keeps the epochs already saved, to resume.
+        saved = (partial / runs.CHECKPOINTS / STATE_NAME).exists()
+        if not resume and not saved:
+            runs.discard(partial)
+            raise
+        if isinstance(error, OSError):
+            raise CnnlabError(
+                f"{describe_os_error(error)}; the run so far is kept: {_resume_hint(out, partial)}"
+            ) from error
+        raise
+    _print_result(out, config.quiet)
+    return out
+
+
+def _resume_hint(out: Path, partial: Path) -> str:
+    state = runs.CHECKPOINTS + "/" + STATE_NAME
+    done = "nothing yet"
+    try:
+        from cnnlab.train.checkpoint import load_checkpoint
+
+        saved = load_checkpoint(partial / runs.CHECKPOINTS)
+        if saved is not None:
+            done = f"epoch {saved[1]['epoch']} saved"
+    except (CnnlabError, OSError):
+        done = f"{state} unreadable"
+    return f"'cnnlab train --resume {out}' continues it ({done})"
+
+
+def _run(
+    config: RunConfig,
+    folder: Path,
+    split: Split,
+    model: torch.nn.Module,
+    resume: bool,
+    callbacks: Sequence[object],
+) -> None:
+    """Trains and finishes the run in ``folder``, the run's partial folder."""
+    out = config.out
     if not config.quiet:
-        print(f"cnnlab: run folder {out}", file=stream, flush=True)
-        print(format_class_table(split), file=stream)
+        print(f"cnnlab: run folder {out}", flush=True)
+        print(format_class_table(split), flush=True)
     for problem in balance_warnings(split):
         warnings.warn(problem, stacklevel=2)
     normalizer = Normalizer.fit(split.train)
@@ -387,21 +323,20 @@ def _run(
             train = train.replace(images=train.images.to(device))
         train = augment(train, config.augment, seed=config.train.seed)
     config = dataclasses.replace(config, train=config.train.resolved(len(train)))
-    reference = split.train
     if not resume:
         # A resumed run keeps its config.json until training succeeds with the new one.
         if "mnist" not in config.data:
-            write_manifest(split, out / "split.csv")
-        write_json(out / "config.json", _describe(config, split))
+            write_manifest(split, folder / "split.csv")
+        write_json(folder / runs.CONFIG, _describe(config, split))
 
-    hooks: list[object] = [] if config.quiet else [ProgressBar(stream)]
-    hooks.append(CSVLogger(out / "history.csv"))
+    hooks: list[object] = [] if config.quiet else [ProgressBar(sys.stderr)]
+    hooks.append(CSVLogger(folder / "history.csv"))
     if config.tensorboard:
         from cnnlab.train.tensorboard import TensorBoardLogger
 
         hooks.append(
             TensorBoardLogger(
-                out / "tensorboard", class_names=reference.class_names, valid=split.valid
+                folder / "tensorboard", class_names=split.train.class_names, valid=split.valid
             )
         )
     hooks.extend(callbacks)
@@ -412,57 +347,38 @@ def _run(
         config.train,
         hooks,
         normalizer=normalizer,
-        checkpoint_dir=out / "checkpoints",
+        checkpoint_dir=folder / runs.CHECKPOINTS,
         resume=resume,
     )
     if resume:
-        write_json(out / "config.json", _describe(config, split))
-    finish_run(out, model, config, split, history)
+        write_json(folder / runs.CONFIG, _describe(config, split))
+    finish_run(folder, model, config, split, history)
     if config.report:
-        # The run is saved already: a report that fails warns in one line and loses nothing.
-        try:
-            from cnnlab.inspect.report import write_report
-
-            report = write_report(out, model=model, split=split)
-            if not config.quiet:
-                print(f"cnnlab: report {report}", file=stream, flush=True)
-        except Exception as error:
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-            print(f"cnnlab: warning: no HTML report ({reason})", file=stream, flush=True)
-    return out
+        _write_report(folder, model=model, split=split)
 
 
 def finish_run(
-    out: Path, model: torch.nn.Module, config: RunConfig, split: Split, history: History
+    folder: Path, model: torch.nn.Module, config: RunConfig, split: Split, history: History
 ) -> dict:
-    """Evaluates every subset, saves the model and the metrics, prints the summary."""
+    """Evaluates every subset, saves the model and metrics, and marks the run finished.
+
+    ``run.json`` is written last: a folder holding it holds everything but the report, which
+    is made from these files.
+    """
     # ``split.train`` is the training set before augmentation: the one a user reports on.
     metrics = evaluate_subsets(
         model, {"train": split.train, "valid": split.valid, "test": split.test}
     )
-    write_json(out / "metrics.json", metrics)
+    write_json(folder / "metrics.json", metrics)
     save_model(
         model,
-        out,
+        folder,
         split.train.class_names,
         bit_depth=split.train.bit_depth,
         training={"run": config.to_dict(), "best_epoch": history.best_epoch},
     )
-    final_subset = next(name for name in ("test", "valid", "train") if name in metrics)
-    if not config.quiet:
-        final = metrics[final_subset]
-        print(format_metrics(final, title=f"{final_subset} ({final['n']} images)"), file=sys.stderr)
-        print(format_subset_table(metrics), file=sys.stderr)
-    low, high = metrics[final_subset]["accuracy_ci"]
-    print(
-        f"cnnlab: {final_subset} accuracy {metrics[final_subset]['accuracy']:.2%} "
-        f"(95% CI {low:.2%}-{high:.2%}), best epoch {history.best_epoch}, "
-        f"{history.seconds:.1f}s training; results in {out}",
-        file=sys.stderr,
-        flush=True,
-    )
     write_json(
-        out / "run.json",
+        folder / runs.FINISHED,
         {
             "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "epochs_run": len(history.rows),
@@ -472,6 +388,42 @@ def finish_run(
         },
     )
     return metrics
+
+
+def _write_report(folder: Path, **loaded: object) -> None:
+    """The HTML report; the run is saved already, so a failure warns and loses nothing."""
+    try:
+        from cnnlab.inspect.report import write_report
+
+        write_report(folder, **loaded)
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        warnings.warn(f"no HTML report ({reason})", stacklevel=2)
+
+
+def headline_subset(metrics: dict) -> str:
+    """The subset a run is judged on: test, else validation, else training."""
+    return next(name for name in ("test", "valid", "train") if name in metrics)
+
+
+def _print_result(out: Path, quiet: bool) -> None:
+    """The run's results on stdout: the headline metrics, the subset table, the final line."""
+    metrics = read_json(out / "metrics.json", "metrics")
+    finished = read_json(out / runs.FINISHED, "run record")
+    subset = headline_subset(metrics)
+    final = metrics[subset]
+    if not quiet:
+        print(format_metrics(final, title=f"{subset} ({final['n']} images)"))
+        print(format_subset_table(metrics))
+        if (out / "report.html").exists():
+            print(f"cnnlab: report {out / 'report.html'}")
+    low, high = final["accuracy_ci"]
+    print(
+        f"cnnlab: {subset} accuracy {final['accuracy']:.2%} "
+        f"(95% CI {low:.2%}-{high:.2%}), best epoch {finished['best_epoch']}, "
+        f"{finished['train_seconds']:.1f}s training; results in {out}",
+        flush=True,
+    )
 
 
 def format_subset_table(metrics: dict[str, dict]) -> str:
@@ -508,16 +460,12 @@ def _describe(config: RunConfig, split: Split) -> dict:
     return described
 
 
-def _read_config(out: Path) -> RunConfig:
-    path = out / "config.json"
-    if not path.exists():
-        raise CnnlabError(f"{out}: no config.json; is this a cnnlab run folder?")
-    data = json.loads(path.read_text())
+def _read_config(folder: Path) -> RunConfig:
+    data = runs.read_config(folder)
     data.pop("resolved", None)
     train = data.pop("train")
     data.pop("out", None)
-    config = RunConfig.from_options({**data, **train})
-    return config
+    return RunConfig.from_options({**data, **train})
 
 
 def _load_folders(config: RunConfig) -> ImageDataset:
