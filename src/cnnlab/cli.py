@@ -276,6 +276,11 @@ def _data(args: argparse.Namespace) -> int:
     if args.action == "samples":
         from cnnlab.inspect.plots import plot_samples
 
+        if args.per_class < 1:
+            raise CnnlabError(f"--per-class {args.per_class}: give 1 or more images per class")
+        if args.seed < 0:
+            raise CnnlabError(f"--seed {args.seed}: give 0 or more")
+
         first = next(iter(load_sources(args.specs, pattern=args.pattern).values()))
         print(plot_samples(first, args.out, per_class=args.per_class, seed=args.seed))
         return 0
@@ -357,11 +362,13 @@ def _predict(args: argparse.Namespace) -> int:
         out = Path(args.out)
         if out.is_dir():
             raise CnnlabError(f"--out {out}: is a folder; give a file name such as preds.csv")
+        if out.parent.is_file():
+            raise CnnlabError(f"--out {out}: {out.parent} is a file, not a folder")
         if not out.parent.is_dir():
             raise CnnlabError(
                 f"--out {out}: the folder {out.parent} does not exist; create it first"
             )
-        if out.exists() and not args.overwrite:
+        if out.is_file() and not args.overwrite:  # devices and pipes are streams
             raise CnnlabError(f"--out {out}: exists; choose another file or pass --overwrite")
     table = predict(load(args.model), args.paths, pattern=args.pattern)
     if args.out:
@@ -436,12 +443,14 @@ def _summary(args: argparse.Namespace) -> int:
     from cnnlab.train.run import parse_size
 
     if args.model in list_models():
-        model = create_model(
-            args.model,
-            in_chans=args.channels,
-            num_classes=args.classes,
-            input_size=parse_size(args.size),
-        )
+        size = parse_size(args.size)
+        try:
+            model = create_model(
+                args.model, in_chans=args.channels, num_classes=args.classes, input_size=size
+            )
+        except CnnlabError as error:
+            flags = f"--size {args.size} --channels {args.channels} --classes {args.classes}"
+            raise CnnlabError(f"{flags}: {error}") from None
     else:
         model = load(args.model)
     print(model_summary(model))

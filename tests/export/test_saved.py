@@ -146,3 +146,142 @@ def test_predict_finds_files_like_training_does_and_keeps_values(trained, tmp_pa
     images = prepare_images(model, [tmp_path / "f.tif", tmp_path / "u.tif"]).images
     assert images.dtype == torch.float32
     assert images[0].max().item() == 0.75 and images[1].max().item() == 3e9
+
+
+def _damaged_copy(folder, target, meta_change=None, weights_change=None):
+    """A copy of the saved model with its description or weights edited."""
+    from safetensors.torch import load_file, save_file
+
+    target.mkdir()
+    meta = json.loads((folder / "model.json").read_text())
+    if meta_change:
+        meta_change(meta)
+    (target / "model.json").write_text(json.dumps(meta))
+    state = load_file(folder / "model.safetensors")
+    if weights_change:
+        weights_change(state)
+    save_file(state, target / "model.safetensors")
+    return target
+
+
+def _set(*keys_and_value):
+    *keys, last, value = keys_and_value
+
+    def change(meta):
+        for key in keys:
+            meta = meta[key]
+        if value is KeyError:
+            del meta[last]
+        else:
+            meta[last] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (_set("class_names", KeyError), "no class_names"),
+        (_set("class_names", ["7"]), "1 class name.s. for a network with 10 outputs"),
+        (_set("class_names", list("0123456780")), "repeats a name"),
+        (_set("normalization", "std", [0.0]), "std .0.0. is not positive"),
+        (_set("normalization", "mean", [float("nan")]), "mean .nan. is not finite"),
+        (_set("normalization", "std", [float("inf")]), "std .inf. is not finite"),
+        (_set("architecture", "input_size", "28x28"), "input_size '28x28' is not"),
+        (_set("architecture", "in_chans", "1"), "in_chans '1' is not a whole number"),
+        (_set("architecture", "num_classes", True), "num_classes True is not a whole number"),
+        (_set("architecture", "kwargs", ["auto"]), "kwargs .'auto'. is not an object"),
+        (_set("architecture", KeyError), "no architecture"),
+        (_set("bit_depth", "8"), "bit_depth '8' is not one of"),
+        (_set("format_version", "1"), "format_version '1' is not a number"),
+        (_set("in_chans", 3), "in_chans 3 differs from the architecture's 1"),
+    ],
+)
+def test_load_refuses_a_damaged_description_naming_model_json(trained, tmp_path, change, message):
+    _, folder, _ = trained
+    damaged = _damaged_copy(folder, tmp_path / "damaged", meta_change=change)
+    with pytest.raises(CnnlabError, match=message) as error:
+        load(damaged)
+    assert str(error.value).startswith(f"{damaged / 'model.json'}: ")
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("head.weight", float("nan"), "tensor 'head.weight' holds NaN or infinite values"),
+        ("standardize.mean", float("inf"), "tensor 'standardize.mean' holds NaN or infinite"),
+        ("standardize.std", 0.0, r"standardize.std \[0.0\] is not positive"),
+        ("standardize.std", 2.0, r"standardize.std \[2.0\] differs from the normalization std"),
+    ],
+)
+def test_load_refuses_weights_that_would_predict_nan_or_differ(
+    trained, tmp_path, name, value, message
+):
+    _, folder, _ = trained
+
+    def spoil(state):
+        state[name] = torch.full_like(state[name], value)
+
+    damaged = _damaged_copy(folder, tmp_path / "damaged", weights_change=spoil)
+    with pytest.raises(CnnlabError, match=message) as error:
+        load(damaged)
+    assert str(error.value).startswith(f"{damaged / 'model.safetensors'}: ")
+
+
+def test_predict_names_an_image_whose_probabilities_are_not_finite(trained, tmp_path):
+    import tifffile
+
+    _, folder, _ = trained
+    model = load(folder)
+    model.bit_depth = 32
+    # Float images of small values standardize with a small std: 3e38 / 1e-3 overflows.
+    model.standardize.set_statistics([0.5], [1e-3])
+    tifffile.imwrite(tmp_path / "fine.tif", np.full((28, 28), 0.5, np.float32))
+    tifffile.imwrite(tmp_path / "extreme.tif", np.full((28, 28), 3e38, np.float32))
+    assert len(predict(model, tmp_path / "fine.tif")) == 1
+    with pytest.raises(CnnlabError, match="no finite class probabilities") as error:
+        predict(model, [tmp_path / "fine.tif", tmp_path / "extreme.tif"])
+    assert str(error.value).startswith(f"{tmp_path / 'extreme.tif'}: ")
+
+
+def test_to_csv_refuses_nan_and_never_half_replaces_a_file(trained, tmp_path, monkeypatch):
+    from cnnlab.export import PredictionTable
+
+    out = tmp_path / "preds.csv"
+    out.write_text("the old table\n")
+    names = ("a", "b")
+    nan = PredictionTable(
+        ("x.png", "y.png"), ("a", "a"), torch.tensor([[1.0, 0.0], [np.nan, 0.5]]), names
+    )
+    with pytest.raises(CnnlabError, match=r"^y\.png: the model gives no finite"):
+        nan.to_csv(out)
+    assert out.read_text() == "the old table\n"
+
+    good = PredictionTable(("x.png",), ("b",), torch.tensor([[0.25, 0.75]]), names)
+
+    def crash(source, target):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("cnnlab.runs.files.os.replace", crash)
+    with pytest.raises(CnnlabError, match=r"preds\.csv: cannot write the predictions"):
+        good.to_csv(out)
+    assert out.read_text() == "the old table\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.csv"]  # no temporary left
+    monkeypatch.undo()
+    good.to_csv(out)
+    assert out.read_text().splitlines() == ["path,predicted,p_a,p_b", "x.png,b,0.250000,0.750000"]
+
+
+def test_evaluate_names_the_image_whose_outputs_are_not_finite(trained):
+    import copy
+
+    from cnnlab.evaluate import evaluate
+
+    model, _, test = trained
+    broken = copy.deepcopy(model)
+    with torch.no_grad():
+        broken.standardize.std.zero_()  # every image becomes +-inf or NaN inside the network
+    with pytest.raises(CnnlabError, match="not finite numbers") as error:
+        evaluate(broken, test.select(range(8)))
+    assert str(error.value).startswith(f"{test.paths[0]}: ")

@@ -238,9 +238,11 @@ def evaluate(
     samples = per_sample(model, dataset, batch_size=batch_size, device=device)
     loss = float(np.mean(samples["loss"], dtype=np.float64))
     if not math.isfinite(loss):
+        first = int(np.flatnonzero(~np.isfinite(samples["loss"]))[0])
+        where = samples["paths"][first] if len(samples["paths"]) > first else f"image {first}"
         raise CnnlabError(
-            f"the model's loss on {dataset.name} is {loss}: its outputs are not finite numbers; "
-            f"retrain it with a lower learning rate"
+            f"{where}: the model's outputs for this image of {dataset.name} are not finite "
+            f"numbers (loss {loss}); check the image, or retrain with a lower learning rate"
         )
     metrics = classification_metrics(
         samples["labels"],

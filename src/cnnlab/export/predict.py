@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import fnmatch
 import functools
+import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from cnnlab.data.imageio import IMAGE_EXTENSIONS, read_image
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import predict_proba
 from cnnlab.evaluate.evaluate import INFERENCE_BATCH
+from cnnlab.runs.files import write_text
 
 
 @dataclass(frozen=True)
@@ -47,20 +49,42 @@ class PredictionTable:
         return list(self)
 
     def to_csv(self, target: str | Path | TextIO) -> None:
-        """Writes the table as CSV to a file path or an open text stream."""
-        if isinstance(target, str | Path):
-            with Path(target).open("w", newline="") as handle:
-                self.to_csv(handle)
-            return
-        writer = csv.DictWriter(target, fieldnames=self.columns)
+        """Writes the table as CSV to a file path or an open text stream.
+
+        A file is replaced atomically: a reader (or a crash) never sees half a table. A table
+        with a probability that is not a finite number is refused, naming its image.
+        """
+        check_finite(self.paths, self.probabilities)
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, fieldnames=self.columns)
         writer.writeheader()
         for row in self:
             writer.writerow({k: f"{v:.6f}" if isinstance(v, float) else v for k, v in row.items()})
+        if isinstance(target, str | Path):
+            try:
+                write_text(target, buffer.getvalue())
+            except OSError as error:
+                raise CnnlabError(
+                    f"{target}: cannot write the predictions ({error.strerror or error})"
+                ) from error
+        else:
+            target.write(buffer.getvalue())
 
     def to_pandas(self):  # pragma: no cover - pandas is optional
         import pandas as pd
 
         return pd.DataFrame(self.rows())
+
+
+def check_finite(paths: Sequence[str], probabilities: torch.Tensor) -> None:
+    """Refuses probabilities that are not finite numbers, naming the first such image."""
+    finite = torch.isfinite(probabilities).all(dim=1)
+    if not bool(finite.all()):
+        first = int((~finite).nonzero()[0])
+        raise CnnlabError(
+            f"{paths[first]}: the model gives no finite class probabilities for this image "
+            "(pixel values too extreme for the network?); check the file, or leave it out"
+        )
 
 
 def _wanted(path: Path, folder: Path, pattern: str | None) -> bool:
@@ -143,5 +167,6 @@ def predict(
     files = collect_images(paths, pattern)
     dataset = prepare_images(model, files)
     probabilities = predict_proba(model, dataset.images, batch_size=batch_size, device=device)
+    check_finite(dataset.paths, probabilities)
     predicted = tuple(class_names[i] for i in probabilities.argmax(1).tolist())
     return PredictionTable(dataset.paths, predicted, probabilities.cpu(), class_names)

@@ -22,6 +22,8 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     from cnnlab.train.run import load_run_split
 
     run = read_run(run_dir)
+    # Everything that can refuse the run is read before the first picture is written.
+    model = load(run.path)
     out = Path(out) if out is not None else run.path / "plots"
     out.mkdir(parents=True, exist_ok=True)
     best = run.run.get("best_epoch")
@@ -47,7 +49,6 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     except CnnlabError as error:
         warnings.warn(f"no pictures of images: {error}", stacklevel=2)
         return written
-    model = load(run.path)
     shown = split.test or split.valid or split.train
     written.append(plots.plot_samples(split.train, out / "samples.png"))
     written.append(plots.plot_worst_cases(model, shown, out / "worst_cases.png"))

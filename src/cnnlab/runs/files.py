@@ -50,10 +50,19 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     if path.is_symlink():
         path = Path(os.path.realpath(path))
-    if path.exists() and not path.is_file() and not path.is_dir():
-        with path.open("wb") as stream:
-            stream.write(data)
-        return
+    try:
+        if path.exists() and not path.is_file() and not path.is_dir():
+            with path.open("wb") as stream:
+                stream.write(data)
+            return
+        _write_and_replace(path, data)
+    except OSError as error:
+        if error.filename is None:  # a failed write() names no file: name the target
+            raise OSError(error.errno, error.strerror, str(path)) from error
+        raise
+
+
+def _write_and_replace(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:

@@ -137,6 +137,12 @@ def load_toml(path: str | Path) -> dict:
         flat["data"] = [
             d if d in BUILTIN_DATA else str(path.parent / Path(d).expanduser()) for d in folders
         ]
+    # Checked on its own, so that a bad value is blamed on the file even where a flag
+    # overrides it.
+    try:
+        check_run_options(RunConfig.from_options(flat))
+    except CnnlabError as error:
+        raise CnnlabError(f"{path}: {error}") from None
     return flat
 
 

@@ -217,11 +217,12 @@ def resume_training(
     """
     out, partial = runs.locate(run_dir)
     if not runs.is_run_folder(partial):
+        if partial.exists():
+            raise CnnlabError(
+                f"{out}: the run was stopped before it wrote its configuration; start it again "
+                "with the same options"
+            )
         if not runs.is_finished(out):
-            if partial.exists() and not out.exists():
-                raise CnnlabError(
-                    f"{out}: the run was stopped before it wrote its configuration; start it again"
-                )
             what = "no such run folder" if not out.exists() else "no interrupted run to resume"
             raise CnnlabError(f"{out}: {what}; start a new run with cnnlab train --out")
         saved = _read_config(out)

@@ -1,0 +1,137 @@
+"""The run folder contract: where a run grows, how it replaces an old one, what is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from cnnlab.errors import CnnlabError, describe_os_error
+from cnnlab.runs import folder as runs
+from cnnlab.runs.files import read_json, write_bytes, write_json
+
+
+def make_run(folder: Path, marker: str = "old", finished: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "config.json", {"train": {}, "resolved": {}, "model": marker})
+    write_json(folder / "metrics.json", {"marker": marker})
+    if finished:
+        write_json(folder / "run.json", {"marker": marker})
+    return folder
+
+
+def test_a_new_run_appears_only_when_complete(tmp_path):
+    out = tmp_path / "runs" / "a"
+    runs.check_target(out, overwrite=False)
+    partial = runs.begin(out)
+    assert partial == tmp_path / "runs" / ".a.partial" and not out.exists()
+    write_json(partial / "config.json", {"train": {}, "resolved": {}, "model": "new"})
+    with pytest.raises(CnnlabError, match="not finished; continue it with --resume"):
+        runs.complete(partial, out)
+    write_json(partial / "run.json", {})
+    runs.complete(partial, out)
+    assert runs.is_finished(out) and not partial.exists()
+
+
+def test_replacing_keeps_the_old_run_whole_until_the_new_one_is_in_place(tmp_path):
+    out = make_run(tmp_path / "a")
+    runs.check_target(out, overwrite=True)
+    partial = runs.begin(out)
+    assert read_json(out / "metrics.json") == {"marker": "old"}
+    make_run(partial, "new", finished=False)
+    write_json(partial / "run.json", {})
+    runs.complete(partial, out)
+    assert read_json(out / "metrics.json") == {"marker": "new"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+
+
+def test_a_replacement_cut_between_its_two_renames_is_finished_later(tmp_path):
+    out = make_run(tmp_path / "a")
+    partial = make_run(runs.partial_of(out), "new")
+    # The state after the old run was set aside and before the new one moved in.
+    os.rename(out, tmp_path / ".a.replaced")
+    runs.complete(partial, out)
+    assert read_json(out / "metrics.json") == {"marker": "new"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+
+
+def test_an_old_run_left_aside_is_removed_once_the_new_one_is_in_place(tmp_path):
+    make_run(tmp_path / ".a.replaced")
+    out = make_run(tmp_path / "a", "new")
+    assert runs.locate(out) == (out, tmp_path / ".a.partial")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+
+
+def test_an_unfinished_target_keeps_what_was_set_aside(tmp_path):
+    aside = make_run(tmp_path / ".a.replaced")
+    runs.locate(tmp_path / "a")
+    assert aside.exists()
+
+
+@pytest.mark.parametrize(
+    ("setup", "overwrite", "message"),
+    [
+        (lambda out: out.write_text("x"), True, "exists and is not a folder"),
+        (lambda out: (out / "f.txt").write_text("x"), False, "not empty; choose another"),
+        (lambda out: (out / "f.txt").write_text("x"), True, "not a cnnlab run folder"),
+        (lambda out: (out / "config.json").write_text("{}"), True, "not a cnnlab run folder"),
+        (lambda out: make_run(runs.partial_of(out)), False, "an interrupted run"),
+    ],
+)
+def test_targets_that_are_refused(tmp_path, setup, overwrite, message):
+    out = tmp_path / "a"
+    if "not a folder" not in message:
+        out.mkdir()
+    setup(out)
+    with pytest.raises(CnnlabError, match=message):
+        runs.check_target(out, overwrite)
+
+
+def test_a_target_below_a_file_is_refused_naming_the_file(tmp_path):
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(CnnlabError, match=r"file\.txt is a file"):
+        runs.check_target(tmp_path / "file.txt" / "sub", overwrite=False)
+
+
+def test_extending_a_finished_run_works_on_a_copy(tmp_path):
+    out = make_run(tmp_path / "a")
+    partial = runs.begin_extension(out)
+    assert runs.is_run_folder(partial) and not (partial / "run.json").exists()
+    assert runs.is_finished(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".a.partial", "a"]
+
+
+def test_a_partial_folder_names_its_run():
+    assert runs.target_of("/x/runs/.a b.partial") == Path("/x/runs/a b")
+    assert runs.target_of("/x/runs/a") == Path("/x/runs/a")
+
+
+def test_atomic_writes_leave_the_old_file_when_they_fail(tmp_path, monkeypatch):
+    target = tmp_path / "metrics.json"
+    write_json(target, {"a": 1})
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError):
+        write_json(target, {"a": 2})
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert os.listdir(tmp_path) == ["metrics.json"]  # no temporary file left behind
+
+
+def test_atomic_writes_follow_links_and_stream_to_devices(tmp_path):
+    real = tmp_path / "real.csv"
+    real.write_text("old")
+    link = tmp_path / "link.csv"
+    link.symlink_to(real)
+    write_bytes(link, b"new")
+    assert link.is_symlink() and real.read_text() == "new"
+    with pytest.raises(OSError) as raised:
+        write_bytes("/dev/full", b"x" * 10)
+    assert Path("/dev/full").is_char_device()
+    assert describe_os_error(raised.value) == (
+        "/dev/full: no space left on device; free some disk space"
+    )
