@@ -218,3 +218,42 @@ def test_images_too_small_for_the_size_are_refused_or_skipped(bacteria, tmp_path
     metrics = json.loads((out / "metrics.json").read_text())
     kept = sum(m["n"] for m in metrics.values())
     assert 0 < kept < 120
+
+
+def test_training_a_finished_run_further_replaces_it_only_when_done(bacteria, tmp_path):
+    from cnnlab.train import Callback
+
+    class Crash(Exception):
+        pass
+
+    class CrashInEpochThree(Callback):
+        def on_epoch_start(self, logs):
+            if logs["epoch"] == 3:
+                raise Crash
+
+    out = tmp_path / "run"
+    options = {
+        "data": [str(bacteria)],
+        "size": 24,
+        "epochs": 2,
+        "schedule": "constant",
+        "out": str(out),
+        "quiet": True,
+        "report": False,
+        "cache": False,
+    }
+    run_training(RunConfig.from_options(options))
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(Crash):
+        resume_training(out, epochs=4, quiet=True, callbacks=[CrashInEpochThree()])
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    resume_training(out, quiet=True)  # the longer run goes on from its copy
+    lines = (out / "history.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in lines[1:]] == ["1", "2", "3", "4"]
+    assert json.loads((out / "config.json").read_text())["train"]["epochs"] == 4
+    assert not partial_of(out).exists()
+    longer = run_training(
+        RunConfig.from_options({**options, "epochs": 4, "out": str(tmp_path / "whole")})
+    )
+    whole = (longer / "history.csv").read_text().splitlines()
+    assert [line.rsplit(",", 1)[0] for line in whole] == [line.rsplit(",", 1)[0] for line in lines]

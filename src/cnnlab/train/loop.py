@@ -22,6 +22,7 @@ from torch import nn
 from cnnlab.data.dataset import ImageDataset, Normalizer
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.evaluate import INFERENCE_BATCH, check_compatible
+from cnnlab.runs.folder import target_of
 from cnnlab.train.callbacks import (
     HISTORY_COLUMNS,
     BestWeights,
@@ -319,7 +320,7 @@ def _restore(
 ) -> int:
     """Loads a saved training state into the loop's objects; returns the epoch it ended."""
     tensors, meta = checkpoint
-    config, where = loop["config"], state.folder.parent
+    config, where = loop["config"], target_of(state.folder.parent)
     if meta.get("config_digest") != state.digest:
         raise CnnlabError(
             f"{state.folder}: the checkpoint was saved with other training options than "
@@ -331,6 +332,10 @@ def _restore(
             f"{where}: its {config.schedule} schedule was planned for {planned} epochs "
             f"and cannot be stretched to {config.epochs}; resume without --epochs, or start a "
             "new run"
+        )
+    if int(meta["epoch"]) > config.epochs:
+        raise CnnlabError(
+            f"{where}: {meta['epoch']} epochs are trained already; --epochs cannot be fewer"
         )
     loop["model"].load_state_dict(prefixed(tensors, "model."))
     loop["optimizer"].load_state_dict(optimizer_from_parts(tensors, meta["optimizer"]))

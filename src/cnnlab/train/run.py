@@ -41,7 +41,7 @@ from cnnlab.models import create_model, model_info
 from cnnlab.runs import folder as runs
 from cnnlab.runs.files import read_json, write_json
 from cnnlab.train.callbacks import CSVLogger, ProgressBar
-from cnnlab.train.checkpoint import STATE_NAME
+from cnnlab.train.checkpoint import STATE_NAME, load_checkpoint
 from cnnlab.train.loop import History, fit, resolve_device
 from cnnlab.train.options import (
     RunConfig,
@@ -233,6 +233,7 @@ def resume_training(
                 f"{out}: this run already finished ({reason or 'all epochs done'}); start a new "
                 "run" + (", or pass a larger --epochs to train on" if extendable else "")
             )
+        _check_epochs(out, saved, epochs)
         partial = runs.begin_extension(out)
     elif (partial / runs.FINISHED).is_file():
         # Everything was written; at most the report and the move into place were cut short.
@@ -242,6 +243,13 @@ def resume_training(
         _print_result(out, quiet)
         return out
     saved = _read_config(partial)
+    _check_epochs(out, saved, epochs)
+    state = load_checkpoint(partial / runs.CHECKPOINTS)
+    if epochs is not None and state is not None and epochs < state[1]["epoch"]:
+        raise CnnlabError(
+            f"--epochs {epochs}: {out} has trained {state[1]['epoch']} epochs already; "
+            "give at least that many"
+        )
     if out.exists() and not saved.overwrite and not runs.is_finished(out):
         raise CnnlabError(f"{out}: something else was put there since the run started; move it")
     train = saved.train if epochs is None else dataclasses.replace(saved.train, epochs=epochs)
@@ -249,6 +257,20 @@ def resume_training(
     split = load_run_split(partial)
     model = _build_model(config, split)
     return _execute(config, out, partial, split, model, resume=True, callbacks=callbacks)
+
+
+def _check_epochs(out: Path, saved: RunConfig, epochs: int | None) -> None:
+    """A schedule shaped for its number of epochs cannot be stretched to more."""
+    planned = saved.train.epochs
+    if epochs is None or epochs == planned:
+        return
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise CnnlabError(f"--epochs must be a positive integer, not {epochs!r}")
+    if saved.train.schedule in ("cosine", "onecycle"):
+        raise CnnlabError(
+            f"--epochs {epochs}: the {saved.train.schedule} schedule of {out} was planned for "
+            f"{planned} epochs and cannot be stretched; resume without --epochs, or start a new run"
+        )
 
 
 def _execute(
@@ -290,8 +312,6 @@ def _resume_hint(out: Path, partial: Path) -> str:
     state = runs.CHECKPOINTS + "/" + STATE_NAME
     done = "nothing yet"
     try:
-        from cnnlab.train.checkpoint import load_checkpoint
-
         saved = load_checkpoint(partial / runs.CHECKPOINTS)
         if saved is not None:
             done = f"epoch {saved[1]['epoch']} saved"
@@ -324,11 +344,11 @@ def _run(
             train = train.replace(images=train.images.to(device))
         train = augment(train, config.augment, seed=config.train.seed)
     config = dataclasses.replace(config, train=config.train.resolved(len(train)))
-    if not resume:
-        # A resumed run keeps its config.json until training succeeds with the new one.
-        if "mnist" not in config.data:
-            write_manifest(split, folder / "split.csv")
-        write_json(folder / runs.CONFIG, _describe(config, split))
+    if not resume and "mnist" not in config.data:
+        write_manifest(split, folder / "split.csv")
+    # Rewritten on resume too: a finished run trained further records its new epoch count
+    # before it trains, in its partial copy, so that resuming that goes on to the same end.
+    write_json(folder / runs.CONFIG, _describe(config, split))
 
     hooks: list[object] = [] if config.quiet else [ProgressBar(sys.stderr)]
     hooks.append(CSVLogger(folder / "history.csv"))
@@ -351,8 +371,6 @@ def _run(
         checkpoint_dir=folder / runs.CHECKPOINTS,
         resume=resume,
     )
-    if resume:
-        write_json(folder / runs.CONFIG, _describe(config, split))
     finish_run(folder, model, config, split, history)
     if config.report:
         _write_report(folder, model=model, split=split)
