@@ -161,6 +161,10 @@ def check_options(config: RunConfig) -> None:
     if config.augment:
         parse_specs(config.augment)
     resolve_device(config.train.device)
+    if config.tensorboard:
+        from cnnlab.train.tensorboard import summary_writer
+
+        summary_writer()  # the optional package is there, or a one-line hint now
     try:
         model_info(config.model)
     except CnnlabError as error:

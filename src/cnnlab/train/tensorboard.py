@@ -32,7 +32,7 @@ CONFUSION_TAG = "confusion/valid"
 SAMPLES_TAG = "samples/valid"
 
 
-def _summary_writer():
+def summary_writer():
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
@@ -58,7 +58,7 @@ class TensorBoardLogger(Callback):
         valid: ImageDataset | None = None,
         samples_per_class: int = 6,
     ) -> None:
-        self.writer_class = _summary_writer()
+        self.writer_class = summary_writer()
         self.log_dir = Path(log_dir)
         self.valid = valid
         self.class_names = tuple(class_names) if class_names is not None else None
