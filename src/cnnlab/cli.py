@@ -322,7 +322,8 @@ def _train(args: argparse.Namespace) -> int:
             if value is not None and key not in ("command", "resume", "epochs", "quiet")
         ]
         if given:
-            flag = "--" + given[0].replace("_", "-")
+            negative = {"cache": "--no-cache", "report": "--no-report"}
+            flag = negative.get(given[0], "--" + given[0].replace("_", "-"))
             raise CnnlabError(
                 f"--resume continues a run as it was configured; {flag} cannot be changed "
                 "(only --epochs and --quiet can be given)"

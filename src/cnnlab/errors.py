@@ -18,6 +18,10 @@ class CnnlabError(Exception):
         super().__init__(" ".join(message.split()))
 
 
+class TrainingDiverged(CnnlabError):
+    """The loss stopped being a number: resuming from a checkpoint would diverge again."""
+
+
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during a run; the message says how to continue it."""
 

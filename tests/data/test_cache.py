@@ -28,13 +28,13 @@ def make_root(root):
 def decodes(monkeypatch):
     """Records every path the folder loader decodes (cache misses)."""
     seen: list[str] = []
-    original = folders_module.read_array
+    original = folders_module.read_image_file
 
     def spy(path, **kwargs):
         seen.append(os.path.basename(path))
         return original(path, **kwargs)
 
-    monkeypatch.setattr(folders_module, "read_array", spy)
+    monkeypatch.setattr(folders_module, "read_image_file", spy)
     return seen
 
 
@@ -115,7 +115,7 @@ def test_corrupt_cache_is_rebuilt(tmp_path, decodes, damage):
     elif damage == "empty":
         path.write_bytes(b"")
     else:  # a well-formed file whose index points outside its data
-        entry = ["a/img 0.tif", 1, 2, "int32", 15, [1, 4, 5], 16, None]
+        entry = ["a/img 0.tif", 1, 2, "int32", 15, [1, 4, 5], 16, None, "0" * 32, 1]
         index = json.dumps({"version": cache_module.FORMAT_VERSION, "entries": [entry]})
         save_file({"int32": np.zeros(20, np.int32)}, str(path), metadata={"index": index})
     assert read_cache(path) == {}
@@ -153,12 +153,14 @@ def test_default_directory_from_environment(tmp_path, monkeypatch):
 
 
 def test_write_is_atomic_and_unwritable_dir_only_warns(tmp_path, monkeypatch):
-    record = Record(10, 20, Decoded(np.arange(6, dtype=np.uint8).reshape(1, 2, 3), 8))
+    pixels = np.arange(6, dtype=np.uint8).reshape(1, 2, 3)
+    record = Record(10, 20, Decoded(pixels, 8, None, "ab" * 16, 4))
     target = cache_file(tmp_path, tmp_path / "root", "*.tif", 1, None)
     write_cache(target, {"a/x.tif": record})
     assert [p.name for p in tmp_path.iterdir()] == [target.name]  # no temporary left over
     loaded = read_cache(target)["a/x.tif"]
     assert (loaded.size, loaded.mtime_ns, loaded.decoded.bit_depth) == (10, 20, 8)
+    assert (loaded.decoded.digest, loaded.decoded.samples) == ("ab" * 16, 4)
     np.testing.assert_array_equal(loaded.decoded.array, record.decoded.array)
 
     def fail(*args, **kwargs):

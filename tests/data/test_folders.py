@@ -93,7 +93,7 @@ def test_channel_mismatch_needs_channels(tmp_path):
     root = make_root(tmp_path / "r", {"a": 1, "b": 1})
     rgb = np.arange(6 * 5 * 3, dtype=np.uint16).reshape(6, 5, 3) * 100
     tifffile.imwrite(root / "b" / "rgb.tif", rgb, photometric="rgb")
-    with pytest.raises(CnnlabError, match=r"channels=1 .*channels=3"):
+    with pytest.raises(CnnlabError, match=r"--channels 1 .*--channels 3"):
         load_folders(root)
     gray = load_folders(root, channels=1)
     assert gray.images.shape == (3, 1, 6, 5)
@@ -169,9 +169,10 @@ def test_workers_give_the_same_result(tmp_path, workers):
 
 
 def test_8bit_png_folder_stays_uint8(tmp_path):
-    for name in ("cat", "dog"):
+    for c, name in enumerate(("cat", "dog")):
         (tmp_path / name).mkdir()
         for i in range(2):
-            Image.fromarray(np.full((4, 4), 10 * i, np.uint8)).save(tmp_path / name / f"{i}.png")
+            pixels = np.full((4, 4), 10 * i + 100 * c, np.uint8)
+            Image.fromarray(pixels).save(tmp_path / name / f"{i}.png")
     data = load_folders(tmp_path)
     assert (data.dtype, data.bit_depth) == (torch.uint8, 8)

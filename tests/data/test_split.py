@@ -257,7 +257,7 @@ def test_class_table_and_warnings():
     assert class_table([split.train]) == {"train": {"a": 20, "b": 5}}
     problems = balance_warnings(split)
     assert len(problems) == 2
-    assert "train set is imbalanced" in problems[0] and "consider equalize" in problems[0]
+    assert "train set is imbalanced" in problems[0] and "consider --equalize" in problems[0]
     balanced = split_dataset(make_dataset({"a": 12, "b": 10}), (50, 50))
     assert balance_warnings(balanced) == []  # 6 vs 5 is within 1.5x
     lacking = {"test": make_dataset({"a": 3, "b": 3}).select([0, 1, 2])}
@@ -288,7 +288,8 @@ def test_manifest_follows_a_moved_data_folder(tmp_path):
     for c in ("a", "b"):
         (root / c).mkdir(parents=True)
         for i in range(10):
-            tifffile.imwrite(root / c / f"roi {i} - C=0.tif", np.full((4, 4), i, np.uint16))
+            pixels = np.full((4, 4), i + (100 if c == "b" else 0), np.uint16)
+            tifffile.imwrite(root / c / f"roi {i} - C=0.tif", pixels)
     split = split_dataset(load_folders(root), (60, 20, 20), seed=3)
     write_manifest(split, tmp_path / "split.csv")
     shutil.copytree(root, tmp_path / "moved")

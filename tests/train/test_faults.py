@@ -1,15 +1,17 @@
 """Fault injection: a run killed at any instant resumes to the identical result.
 
 Each test runs the real ``cnnlab`` command in a child process whose ``os.replace`` and
-``os.rename`` (every file and folder cnnlab moves into place) are counted; the child kills itself
-with SIGKILL right after the Nth one. The kill lands after every such operation in turn, first
-to last, the final move of the run folder included; then ``cnnlab train --resume`` must finish
-the run, and the finished folder must equal an uninterrupted run's bit for bit: weights,
-checkpoint, metrics, history (all but the seconds each epoch took), split and configuration.
-Meanwhile the old run that ``--overwrite`` replaces must stay complete and untouched until the
-new one takes its place. Random-time kills and Ctrl-C are tested the same way.
+``os.rename`` (every file and folder cnnlab moves into place) are counted, and so are its
+``os.fsync`` calls (a file is fsynced just before it is renamed: a kill there is a kill in the
+middle of a write). The child kills itself with SIGKILL right after the Nth operation. The kill
+lands after every rename in turn, first to last, the final moves of the run folder included;
+then ``cnnlab train --resume`` must finish the run, and the finished folder must equal an
+uninterrupted run's bit for bit: its list of files, weights, checkpoint, metrics, history (all
+but the seconds each epoch took), split and configuration. Meanwhile the run that ``--overwrite``
+replaces, or that ``--resume --epochs`` trains further, must stay complete and untouched until
+the new one takes its place. Kills in mid-write, at random instants and by Ctrl-C too.
 
-``python -m pytest tests/train/test_faults.py`` runs this suite alone (about two minutes).
+``python -m pytest tests/train/test_faults.py`` runs this suite alone (about three minutes).
 """
 
 from __future__ import annotations
@@ -34,24 +36,28 @@ from cnnlab.runs.folder import partial_of
 
 DRIVER = """
 import os, signal, sys
-kill_after = int(os.environ.get("KILL_AFTER", "0"))
+limits = {"rename": int(os.environ["KILL_AFTER"]), "fsync": int(os.environ["KILL_AFTER_FSYNC"])}
 log = os.environ.get("OPS_LOG")
-count = 0
+count = {"rename": 0, "fsync": 0}
 
-def counted(real):
+def counted(real, kind):
     def operation(*args, **kwargs):
-        global count
-        real(*args, **kwargs)
-        count += 1
+        result = real(*args, **kwargs)
+        count[kind] += 1
         if log:
             with open(log, "a") as handle:
-                handle.write(f"{real.__name__} {args[0]} -> {args[1]}\\n")
-        if count == kill_after:
+                if kind == "rename":
+                    handle.write(f"rename {args[0]} -> {args[1]}\\n")
+                else:
+                    handle.write(f"fsync {os.readlink(f'/proc/self/fd/{args[0]}')}\\n")
+        if count[kind] == limits[kind]:
             os.kill(os.getpid(), signal.SIGKILL)
+        return result
     return operation
 
-os.replace = counted(os.replace)
-os.rename = counted(os.rename)
+os.replace = counted(os.replace, "rename")
+os.rename = counted(os.rename, "rename")
+os.fsync = counted(os.fsync, "fsync")
 from cnnlab.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -68,7 +74,7 @@ def lab(tmp_path_factory):
     return root
 
 
-def train_args(lab: Path, out: Path, seed: int = 1) -> list[str]:
+def train_args(lab: Path, out: Path, *extra: str, seed: int = 1, epochs: int = 3) -> list[str]:
     return [
         "train",
         "--data",
@@ -76,7 +82,7 @@ def train_args(lab: Path, out: Path, seed: int = 1) -> list[str]:
         "--size",
         "16",
         "--epochs",
-        "3",
+        str(epochs),
         "--augment",
         "flip:h",
         "--seed",
@@ -86,12 +92,23 @@ def train_args(lab: Path, out: Path, seed: int = 1) -> list[str]:
         "--no-cache",
         "--out",
         str(out),
-        "--overwrite",
+        *extra,
     ]
 
 
-def cnnlab(lab: Path, args: list[str], kill_after: int = 0, log: Path | None = None):
-    env = {**os.environ, "KILL_AFTER": str(kill_after), "CNNLAB_CACHE_DIR": str(lab / "cache")}
+def cnnlab(
+    lab: Path,
+    args: list[str],
+    kill_after: int = 0,
+    kill_after_fsync: int = 0,
+    log: Path | None = None,
+) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "KILL_AFTER": str(kill_after),
+        "KILL_AFTER_FSYNC": str(kill_after_fsync),
+        "CNNLAB_CACHE_DIR": str(lab / "cache"),
+    }
     if log is not None:
         env["OPS_LOG"] = str(log)
     return subprocess.run(
@@ -104,6 +121,10 @@ def cnnlab(lab: Path, args: list[str], kill_after: int = 0, log: Path | None = N
     )
 
 
+def resume(lab: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return cnnlab(lab, ["train", "--resume", str(out), *extra])
+
+
 def tensors(path: Path) -> dict[str, bytes]:
     return {k: v.numpy().tobytes() for k, v in load_file(str(path)).items()}
 
@@ -111,16 +132,17 @@ def tensors(path: Path) -> dict[str, bytes]:
 def result(folder: Path) -> dict:
     """What must be identical between runs: everything but times and the folder's own name."""
     config = json.loads((folder / "config.json").read_text())
-    config.pop("out")
     model = json.loads((folder / "model.json").read_text())
     model.pop("created")
-    model["training"]["run"].pop("out")
+    for described in (config, model["training"]["run"]):
+        described.pop("out"), described.pop("overwrite")  # how it was asked, not what it is
     finished = json.loads((folder / "run.json").read_text())
     for key in ("finished", "train_seconds"):
         finished.pop(key)
     with (folder / "history.csv").open() as handle:
         history = [row[:-1] for row in csv.reader(handle)]  # the last column is seconds
     return {
+        "files": sorted(str(p.relative_to(folder)) for p in folder.rglob("*")),
         "config": config,
         "model.json": model,
         "run.json": finished,
@@ -129,7 +151,6 @@ def result(folder: Path) -> dict:
         "split": (folder / "split.csv").read_text(),
         "weights": tensors(folder / "model.safetensors"),
         "checkpoint": tensors(folder / "checkpoints" / "state.safetensors"),
-        "report": (folder / "report.html").is_file(),
     }
 
 
@@ -142,33 +163,41 @@ def fingerprint(folder: Path) -> dict[str, str]:
     }
 
 
+def copy(source: Path, target: Path) -> Path:
+    subprocess.run(["cp", "-a", str(source), str(target)], check=True)
+    return target
+
+
+def assert_clean(out: Path) -> None:
+    """Nothing of the run's machinery is left beside the finished folder."""
+    assert sorted(p.name for p in out.parent.glob(f".{out.name}.*")) == []
+
+
 @pytest.fixture(scope="module")
 def reference(lab):
-    """An uninterrupted run, the list of its file operations, and an old run to replace."""
+    """An uninterrupted run, the list of its renames, and an old run for it to replace."""
     log = lab / "ops.log"
     done = cnnlab(lab, train_args(lab, lab / "reference"), log=log)
     assert done.returncode == 0, done.stderr
-    old = cnnlab(lab, [*train_args(lab, lab / "old", seed=7), "--no-report"])
+    old = cnnlab(lab, train_args(lab, lab / "old", "--no-report", seed=7))
     assert old.returncode == 0, old.stderr
-    return result(lab / "reference"), log.read_text().splitlines(), fingerprint(lab / "old")
+    return result(lab / "reference"), operations(log), fingerprint(lab / "old")
 
 
-def kill_and_resume(lab: Path, name: str, old: Path, kill_after: int):
-    """A copy of the old run replaced by a new run killed after operation ``kill_after``."""
-    out = lab / name
-    subprocess.run(["cp", "-a", str(old), str(out)], check=True)
-    killed = cnnlab(lab, train_args(lab, out), kill_after=kill_after)
-    between = fingerprint(out) if out.exists() else None
-    resumed = cnnlab(lab, ["train", "--resume", str(out)])
-    return killed, between, resumed, out
+def operations(log: Path) -> dict[str, list[str]]:
+    """The names a run renamed into place, and the files it fsynced, in order."""
+    done: dict[str, list[str]] = {"rename": [], "fsync": []}
+    for line in log.read_text().splitlines():
+        kind, path = line.split(" ", 1)
+        done[kind].append(Path(path.split(" -> ")[-1]).name)
+    return done
 
 
 def test_a_kill_after_any_file_operation_resumes_to_the_identical_run(lab, reference):
-    expected, operations, old_files = reference
-    # Every rename of a run, in order: split, config, one checkpoint per epoch, metrics, model,
-    # run record, report, and the moves that swap the finished run in for the old one.
-    targets = [Path(line.split(" -> ")[1]).name for line in operations]
-    assert targets == [
+    expected, done, old_files = reference
+    renames = done["rename"]
+    # Every rename of a run, in order, as an uninterrupted run makes them.
+    assert renames == [
         "split.csv",
         "config.json",
         *["state.safetensors"] * 3,
@@ -179,14 +208,16 @@ def test_a_kill_after_any_file_operation_resumes_to_the_identical_run(lab, refer
         "report.html",
         "reference",
     ]
+
+    def kill_and_resume(n: int):
+        out = copy(lab / "old", lab / f"kill-{n}")
+        killed = cnnlab(lab, train_args(lab, out, "--overwrite"), kill_after=n)
+        between = fingerprint(out) if out.exists() else None
+        return killed, between, resume(lab, out), out
+
+    # Replacing an old run takes one rename more: the old run is set aside first.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        outcomes = list(
-            pool.map(
-                lambda n: kill_and_resume(lab, f"kill-{n}", lab / "old", n),
-                # Replacing takes one rename more: the old run is set aside first.
-                range(1, len(operations) + 2),
-            )
-        )
+        outcomes = list(pool.map(kill_and_resume, range(1, len(renames) + 2)))
     for n, (killed, between, resumed, out) in enumerate(outcomes, start=1):
         assert killed.returncode == -signal.SIGKILL, (n, killed.stderr)
         # At the instant of the kill the folder holds the old run or the new one, whole.
@@ -195,15 +226,73 @@ def test_a_kill_after_any_file_operation_resumes_to_the_identical_run(lab, refer
         if n == 1:  # killed before the configuration was saved: the user starts it again
             assert resumed.returncode == 2 and "start it again" in resumed.stderr
             assert fingerprint(out) == old_files
-            again = cnnlab(lab, train_args(lab, out))
+            again = cnnlab(lab, train_args(lab, out, "--overwrite"))
             assert again.returncode == 0, again.stderr
-        elif n == len(operations) + 1:  # killed once the new run was in place: nothing to do
+        elif n == len(renames) + 1:  # killed once the new run was in place: nothing to do
             assert resumed.returncode == 2 and "already finished" in resumed.stderr
         else:
             assert resumed.returncode == 0, (n, resumed.stderr)
             assert "cnnlab: test accuracy" in resumed.stdout, n
-        assert result(out) == expected, f"kill after operation {n}: {operations[n - 1 :][:1]}"
-        assert not partial_of(out).exists() and not (out.parent / f".{out.name}.replaced").exists()
+        assert result(out) == expected, f"kill after rename {n} ({renames[n - 1 :][:1]})"
+        assert_clean(out)
+
+
+@pytest.mark.parametrize(
+    "written", [".state.safetensors.", ".metrics.json.", ".run.json.", ".report.html."]
+)
+def test_a_kill_in_the_middle_of_a_write_resumes_to_the_identical_run(lab, reference, written):
+    """Killed with a checkpoint, the metrics, the run record or the report half-written."""
+    expected, done, old_files = reference
+    out = copy(lab / "old", lab / f"mid-write{written}")
+    # The first fsync of such a temporary file: the write is done, its rename is not.
+    fsync = 1 + next(i for i, name in enumerate(done["fsync"]) if name.startswith(written))
+    killed = cnnlab(lab, train_args(lab, out, "--overwrite"), kill_after_fsync=fsync)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert fingerprint(out) == old_files
+    assert list(partial_of(out).rglob(".*.tmp")), "the kill should leave a half-made write"
+    resumed = resume(lab, out)
+    assert resumed.returncode == 0, resumed.stderr
+    assert result(out) == expected
+    assert_clean(out)
+
+
+def test_a_kill_while_training_a_finished_run_further_loses_nothing(lab):
+    """``--resume RUN --epochs N``: the shorter run stays whole until the longer one replaces it."""
+    short = lab / "short"
+    args = ["--schedule", "constant", "--no-report"]
+    assert cnnlab(lab, train_args(lab, short, *args, epochs=2)).returncode == 0
+    short_files = fingerprint(short)
+    log = lab / "extend.log"
+    longer = copy(short, lab / "longer")
+    done = cnnlab(lab, ["train", "--resume", str(longer), "--epochs", "4"], log=log)
+    assert done.returncode == 0, done.stderr
+    expected = result(longer)
+    assert expected["history"][-1][0] == "4" and expected["config"]["train"]["epochs"] == 4
+    renames = operations(log)["rename"]
+
+    def kill_and_resume(n: int):
+        out = copy(short, lab / f"extend-{n}")
+        killed = cnnlab(lab, ["train", "--resume", str(out), "--epochs", "4"], kill_after=n)
+        between = fingerprint(out)
+        return killed, between, resume(lab, out), out
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = list(pool.map(kill_and_resume, range(1, len(renames) + 1)))
+    # The copy is edited, then renamed to the partial folder: before that, nothing started.
+    started = renames.index(".longer.partial") + 1
+    for n, (killed, between, resumed, out) in enumerate(outcomes, start=1):
+        assert killed.returncode == -signal.SIGKILL, (n, killed.stderr)
+        if between != short_files:
+            assert result(out) == expected, n
+        if n < started or n == len(renames):
+            assert resumed.returncode == 2 and "already finished" in resumed.stderr
+            if n < started:
+                again = resume(lab, out, "--epochs", "4")
+                assert again.returncode == 0, again.stderr
+        else:
+            assert resumed.returncode == 0, (n, resumed.stderr)
+        assert result(out) == expected, n
+        assert_clean(out)
 
 
 def test_kills_at_random_instants_resume_to_the_identical_run(lab, reference):
@@ -212,7 +301,8 @@ def test_kills_at_random_instants_resume_to_the_identical_run(lab, reference):
 
     def kill_at(delay: float) -> tuple[Path, subprocess.CompletedProcess]:
         out = lab / f"random-{delay:.2f}"
-        env = {**os.environ, "CNNLAB_CACHE_DIR": str(lab / "cache")}
+        env = {**os.environ, "KILL_AFTER": "0", "KILL_AFTER_FSYNC": "0"}
+        env["CNNLAB_CACHE_DIR"] = str(lab / "cache")
         child = subprocess.Popen(
             [sys.executable, str(lab / "driver.py"), *train_args(lab, out)],
             stdout=subprocess.DEVNULL,
@@ -224,7 +314,7 @@ def test_kills_at_random_instants_resume_to_the_identical_run(lab, reference):
         except subprocess.TimeoutExpired:
             child.kill()
         child.wait(timeout=TIMEOUT)
-        return out, cnnlab(lab, ["train", "--resume", str(out)])
+        return out, resume(lab, out)
 
     # Python and PyTorch start in about 2 s; a run of this size takes about 4 s in all.
     delays = [draw.uniform(2.0, 5.0) for _ in range(4)]
@@ -237,12 +327,16 @@ def test_kills_at_random_instants_resume_to_the_identical_run(lab, reference):
             assert result(out) == expected, out.name
 
 
-def test_ctrl_c_says_how_to_resume_and_resuming_gives_the_identical_run(lab, reference):
-    expected, _, _ = reference
+def test_ctrl_c_says_how_to_resume_and_resuming_gives_the_identical_run(lab):
+    """Interrupted while it trains (30 short epochs), then resumed."""
+    args = ["--no-report"]
+    whole = cnnlab(lab, train_args(lab, lab / "whole-30", *args, epochs=30))
+    assert whole.returncode == 0, whole.stderr
     out = lab / "ctrl-c"
-    env = {**os.environ, "CNNLAB_CACHE_DIR": str(lab / "cache")}
+    env = {**os.environ, "KILL_AFTER": "0", "KILL_AFTER_FSYNC": "0"}
+    env["CNNLAB_CACHE_DIR"] = str(lab / "cache")
     child = subprocess.Popen(
-        [sys.executable, str(lab / "driver.py"), *train_args(lab, out)],
+        [sys.executable, str(lab / "driver.py"), *train_args(lab, out, *args, epochs=30)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -254,12 +348,11 @@ def test_ctrl_c_says_how_to_resume_and_resuming_gives_the_identical_run(lab, ref
         time.sleep(0.01)
     child.send_signal(signal.SIGINT)
     _, err = child.communicate(timeout=TIMEOUT)
-    if child.returncode == 0:
-        pytest.skip("the run finished before Ctrl-C arrived")
     assert child.returncode == 130, err
     last = err.strip().splitlines()[-1]
-    assert last.startswith("cnnlab: interrupted; 'cnnlab train --resume ") and "epoch" in last
+    assert last.startswith(f"cnnlab: interrupted; 'cnnlab train --resume {out}' continues it")
+    assert "saved)" in last
     assert not out.exists()
-    resumed = cnnlab(lab, ["train", "--resume", str(out)])
+    resumed = resume(lab, out)
     assert resumed.returncode == 0, resumed.stderr
-    assert result(out) == expected
+    assert result(out) == result(lab / "whole-30")

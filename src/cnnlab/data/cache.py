@@ -8,7 +8,8 @@ directory (``$CNNLAB_CACHE_DIR``, else ``~/.cache/cnnlab``):
 * the pixels of all files, concatenated into one flat buffer per dtype (safetensors, never
   pickle: a cache file can be shared or tampered with, and loading it must not run code);
 * a JSON index in the safetensors header: for every file its path relative to the root, its size
-  and ``mtime_ns`` when decoded, and where its pixels lie in the buffer (or the error it gave).
+  and ``mtime_ns`` when decoded, where its pixels lie in the buffer (or the error it gave), its
+  samples per pixel and a digest of its bytes (so that copies are found without reading them).
 
 The index sits in the same file as the pixels so that one ``os.replace`` swaps both at once;
 a separate JSON file could be left describing pixels it does not belong to after a crash.
@@ -34,17 +35,24 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 #: Bump when decoding changes, so old cache files are not reused with new semantics.
-FORMAT_VERSION = 1
+#: 2: non-finite and damaged images refused; digest and samples per pixel recorded.
+FORMAT_VERSION = 2
 _DTYPES = ("uint8", "int32", "int64", "float32")
 
 
 @dataclass(frozen=True)
 class Decoded:
-    """One decoded file: ``(C, H, W)`` pixels and bit depth, or the error it gave."""
+    """One decoded file: ``(C, H, W)`` pixels and bit depth, or the error it gave.
+
+    ``digest`` identifies the file's bytes; ``samples`` is its samples per pixel (4 for RGBA,
+    whose alpha is not in ``array``).
+    """
 
     array: np.ndarray | None
     bit_depth: int = 0
     error: str | None = None
+    digest: str | None = None
+    samples: int = 0
 
 
 @dataclass(frozen=True)
@@ -96,7 +104,8 @@ def read_cache(path: Path) -> dict[str, Record]:
 
 def _records(entries: list, buffers: dict[str, np.ndarray]) -> dict[str, Record]:
     records = {}
-    for relative, size, mtime_ns, dtype, offset, shape, bit_depth, error in entries:
+    for entry in entries:
+        relative, size, mtime_ns, dtype, offset, shape, bit_depth, error, digest, samples = entry
         if error is not None:
             decoded = Decoded(None, 0, str(error))
         else:
@@ -109,9 +118,12 @@ def _records(entries: list, buffers: dict[str, np.ndarray]) -> dict[str, Record]
                 or buffer.dtype != np.dtype(dtype)
                 or not 0 <= offset <= offset + count <= len(buffer)
                 or bit_depth not in (8, 16, 32, 64)
+                or not (isinstance(digest, str) and len(digest) == 32)
+                or samples not in (1, 2, 3, 4)
             ):
                 raise ValueError("cache index does not match its data")
-            decoded = Decoded(buffer[offset : offset + count].reshape(shape), int(bit_depth))
+            array = buffer[offset : offset + count].reshape(shape)
+            decoded = Decoded(array, int(bit_depth), None, digest, int(samples))
         records[str(relative)] = Record(int(size), int(mtime_ns), decoded)
     return records
 
@@ -125,7 +137,7 @@ def write_cache(path: Path, records: dict[str, Record]) -> None:
         decoded = record.decoded
         if decoded.array is None:
             entries.append(
-                [relative, record.size, record.mtime_ns, None, 0, None, 0, decoded.error]
+                [relative, record.size, record.mtime_ns, None, 0, None, 0, decoded.error, None, 0]
             )
             continue
         dtype = str(decoded.array.dtype)
@@ -141,6 +153,8 @@ def write_cache(path: Path, records: dict[str, Record]) -> None:
                 list(decoded.array.shape),
                 decoded.bit_depth,
                 None,
+                decoded.digest,
+                decoded.samples,
             ]
         )
         pieces[dtype].append(decoded.array.reshape(-1))

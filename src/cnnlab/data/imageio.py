@@ -22,15 +22,31 @@ channels are dropped: a classifier sees gray or RGB. The format is recognised fr
 first bytes, not its extension, so a PNG saved as ``.tif`` still loads correctly.
 
 Pillow reads 16-bit *colour* PNGs (RGB, RGBA, gray+alpha) as 8-bit, so those are decoded by
-:func:`_read_png16`, a small PNG decoder of our own, instead.
+libpng (through imagecodecs, which tifffile uses too) instead.
+
+A damaged file is refused rather than read as a wrong image: PNG chunks must pass their CRC, a
+TIFF's strips must lie inside the file (tifffile fills missing strips with zeros), any warning
+tifffile logs while reading counts as damage (and is kept off the user's terminal), and float
+pixels must be finite. A header may declare any size, so the size is checked against
+:data:`MAX_IMAGE_BYTES` (and, for the formats Pillow decodes, Pillow's ``MAX_IMAGE_PIXELS``)
+before anything of that size is allocated.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
+import io
+import logging
 import math
 import os
+import stat
 import struct
+import threading
 import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +58,38 @@ from cnnlab.errors import CnnlabError
 
 #: File name extensions that :func:`read_image` understands (lower case).
 IMAGE_EXTENSIONS = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+#: Largest file, and largest decoded image (all planes, in the file's dtype), that is read.
+MAX_IMAGE_BYTES = 1 << 30
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_PILLOW_FORMATS = {"PNG", "JPEG", "MPO", "BMP", "DIB"}
+_PILLOW_FORMATS = ("PNG", "JPEG", "BMP", "DIB")  # Pillow reports some JPEGs as "MPO"
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as Pillow and ImageJ use
+_CHANNELS = {1: "1 channel (gray)", 2: "2 channels (gray and alpha)", 3: "3 channels (RGB)"}
+_CHANNELS[4] = "4 channels (RGBA)"
+_OS_ERRORS = {
+    errno.ENOENT: "not found",
+    errno.EACCES: "permission denied; make it readable",
+    errno.EPERM: "permission denied; make it readable",
+    errno.ELOOP: "symbolic link loop (too many levels of symbolic links); fix or remove the link",
+    errno.EIO: "input/output error while reading it; check the disk or network share",
+}
+
+
+@dataclass(frozen=True)
+class FileImage:
+    """One decoded file: pixels as returned by :func:`read_array`, and facts about the file."""
+
+    array: np.ndarray
+    bit_depth: int
+    samples: int  #: samples per pixel in the file, alpha included (4 for RGBA)
+    digest: str  #: BLAKE2b of the file's bytes, to recognise copies
+
+
+def describe_channels(samples: int) -> str:
+    """``samples`` as words: "1 channel (gray)", "4 channels (RGBA)"."""
+    return _CHANNELS.get(samples, f"{samples} channels")
 
 
 def read_image(
@@ -67,36 +110,68 @@ def read_array(
     path: str | os.PathLike, channels: int | None = None, plane: int | None = None
 ) -> tuple[np.ndarray, int]:
     """Like :func:`read_image` but returns a NumPy array (cheap to send between processes)."""
+    image = read_image_file(path, channels=channels, plane=plane)
+    return image.array, image.bit_depth
+
+
+def read_image_file(
+    path: str | os.PathLike, channels: int | None = None, plane: int | None = None
+) -> FileImage:
+    """Like :func:`read_array`, with the file's samples per pixel and a digest of its bytes."""
     path = Path(path)
     if channels not in (None, 1, 3):
-        raise CnnlabError(f"channels must be 1 or 3, not {channels}")
-    head = _read_head(path)
-    if head.startswith(_TIFF_MAGIC):
-        pixels = _read_tiff(path, plane)
-    else:
-        if plane not in (None, 0):
-            raise CnnlabError(f"{path}: not a TIFF stack, so there is no plane {plane}")
-        pixels = _read_png16(path) if _is_png16_colour(head) else _read_pillow(path)
-    array, bit_depth = _to_tensor_dtype(pixels, path)
-    return _convert_channels(array, channels, path), bit_depth
-
-
-# --------------------------------------------------------------------------------- sniffing
-def _read_head(path: Path) -> bytes:
+        raise CnnlabError(f"--channels (channels=) must be 1 or 3, not {channels}")
+    data = _read_bytes(path)
     try:
-        with open(path, "rb") as file:
-            head = file.read(64)
-    except FileNotFoundError:
-        raise CnnlabError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise CnnlabError(f"{path}: is a folder, not an image file") from None
-    except PermissionError:
-        raise CnnlabError(f"{path}: permission denied; make the file readable") from None
+        if data.startswith(_TIFF_MAGIC):
+            pixels = _read_tiff(data, path, plane)
+        else:
+            if plane not in (None, 0):
+                raise CnnlabError(f"{path}: not a TIFF stack, so there is no plane {plane}")
+            if data.startswith(_PNG_MAGIC):
+                _check_png_chunks(data, path)
+            _check_declared_size(data, path)
+            pixels = _read_png16(data, path) if _is_png16_colour(data) else _read_pillow(data, path)
+        samples = pixels.shape[2] if pixels.ndim == 3 else 1
+        array, bit_depth = _to_tensor_dtype(pixels, path)
+        array = _convert_channels(array, channels, path)
+    except MemoryError:
+        raise CnnlabError(f"{path}: not enough memory to decode it; free memory") from None
+    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    return FileImage(array, bit_depth, samples, digest)
+
+
+# --------------------------------------------------------------------------------- files
+def os_error(path: str | os.PathLike, error: OSError) -> CnnlabError:
+    """A failed file-system call on ``path`` as a one-line error that says what to do."""
+    if error.errno == errno.ENOENT and os.path.islink(path):
+        return CnnlabError(
+            f"{path}: broken symbolic link (its target is missing); fix or remove it"
+        )
+    what = _OS_ERRORS.get(error.errno or 0, f"cannot read it ({error.strerror or error})")
+    return CnnlabError(f"{path}: {what}")
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The whole file: it is hashed anyway, and decoding from memory never over-allocates."""
+    try:
+        info = os.stat(path)
+        if stat.S_ISDIR(info.st_mode):
+            raise CnnlabError(f"{path}: is a folder, not an image file")
+        if not stat.S_ISREG(info.st_mode):
+            raise CnnlabError(f"{path}: not a regular file, so not an image file")
+        if info.st_size > MAX_IMAGE_BYTES:
+            raise CnnlabError(
+                f"{path}: file of {info.st_size:,} bytes is larger than the "
+                f"{MAX_IMAGE_BYTES:,} bytes cnnlab reads; crop or split the image"
+            )
+        with open(path, "rb", buffering=0) as file:
+            data = file.readall()
     except OSError as error:
-        raise CnnlabError(f"{path}: cannot read ({error.strerror or error})") from None
-    if not head:
+        raise os_error(path, error) from None
+    if not data:
         raise CnnlabError(f"{path}: empty file, not an image")
-    return head
+    return data
 
 
 def _decoder_error(path: Path, error: Exception) -> CnnlabError:
@@ -104,40 +179,97 @@ def _decoder_error(path: Path, error: Exception) -> CnnlabError:
     return CnnlabError(f"{path}: corrupt, truncated or not a supported image ({detail})")
 
 
+def _too_large(path: Path, what: str, nbytes: int, pixels: int, limit: int | None) -> None:
+    if nbytes > MAX_IMAGE_BYTES or (limit is not None and pixels > limit):
+        limits = f"{MAX_IMAGE_BYTES >> 20} MiB" + (f" and {limit:,} pixels" if limit else "")
+        raise CnnlabError(
+            f"{path}: its header declares {what} ({pixels:,} pixels, {nbytes:,} bytes decoded), "
+            f"more than cnnlab decodes ({limits}); the file is damaged, or crop or shrink it"
+        )
+
+
 # --------------------------------------------------------------------------------- TIFF
-def _read_tiff(path: Path, plane: int | None) -> np.ndarray:
-    """The pixels of one 2D plane as ``(H, W)`` or ``(H, W, S)`` (S samples per pixel)."""
-    try:
-        with tifffile.TiffFile(path) as tif:
-            stacks = [_planes(series.asarray(), series.axes, path) for series in tif.series]
-            axes = tif.series[0].axes if tif.series else ""
-    except CnnlabError:
-        raise
-    except MemoryError:
-        raise
-    except Exception as error:
-        # tifffile decodes compressed TIFFs through imagecodecs; should that be missing, Pillow
-        # can stand in, but only for what it reads faithfully: one plane of 8-bit samples.
-        # Anything else would come back silently cut to 8 bits or to its first plane.
-        if not _pillow_reads_faithfully(path):
-            raise _decoder_error(path, error) from None
+class _LogCapture(logging.Filter):
+    """Keeps libraries' log records on the thread that reads a file, instead of printing them.
+
+    Installed once on the libraries' loggers. Outside :meth:`capture` records pass as usual, so
+    a user's own use of the library is unaffected; each thread of the decoding pool sees its own.
+    """
+
+    def __init__(self, *names: str) -> None:
+        super().__init__()
+        self._local = threading.local()
+        for name in names:
+            logging.getLogger(name).addFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        records = getattr(self._local, "records", None)
+        if records is None:
+            return True
+        records.append(record)
+        return False
+
+    @contextlib.contextmanager
+    def capture(self) -> Iterator[list[logging.LogRecord]]:
+        outer = getattr(self._local, "records", None)
+        self._local.records = records = []
         try:
-            return _read_pillow(path)
-        except CnnlabError:
-            raise _decoder_error(path, error) from None
+            yield records
+        finally:
+            self._local.records = outer
+
+
+_LIBRARY_LOG = _LogCapture("tifffile", "imagecodecs")
+
+
+def _damage(path: Path, records: list[logging.LogRecord], kind: str = "TIFF") -> CnnlabError | None:
+    """The first warning a library logged, as an error; None when it logged none."""
+    warned = [record for record in records if record.levelno >= logging.WARNING]
+    if not warned:
+        return None
+    message = " ".join(warned[0].getMessage().split())
+    if message.startswith("<") and "> " in message:  # drop "<tifffile.TiffFile 'x.tif'> "
+        message = message.split("> ", 1)[1]
+    return CnnlabError(f"{path}: damaged {kind} ({message[:160]}); re-export or replace the file")
+
+
+def _read_tiff(data: bytes, path: Path, plane: int | None) -> np.ndarray:
+    """The pixels of one 2D plane as ``(H, W)`` or ``(H, W, S)`` (S samples per pixel)."""
+    with _LIBRARY_LOG.capture() as records:
+        try:
+            with tifffile.TiffFile(io.BytesIO(data), name=path.name) as tif:
+                series = list(tif.series)
+                if (damage := _damage(path, records)) is not None:
+                    raise damage
+                _check_tiff_layout(series, len(data), path)
+                stacks = [_planes(item.asarray(), item.axes, path) for item in series]
+                axes = series[0].axes if series else ""
+        except (CnnlabError, MemoryError):
+            raise
+        except Exception as error:
+            if (damage := _damage(path, records)) is not None:
+                raise damage from None
+            # tifffile decodes compressed TIFFs through imagecodecs; should that be missing,
+            # Pillow can stand in, but only for what it reads faithfully: one plane of 8-bit
+            # samples. Anything else would come back silently cut to 8 bits or to its first plane.
+            if "imagecodecs" not in str(error) or not _pillow_reads_faithfully(data):
+                raise _decoder_error(path, error) from None
+            return _read_pillow(data, path, formats=("TIFF",))
+    if (damage := _damage(path, records)) is not None:
+        raise damage
     if not stacks:
         raise CnnlabError(f"{path}: TIFF file holds no image")
     total = sum(len(stack) for stack in stacks)
     if plane is None:
         if total > 1:
             raise CnnlabError(
-                f"{path}: is a stack of {total} planes (axes {axes}), not a single image; "
-                f"choose one with plane=0..{total - 1} or save the planes as separate files"
+                f"{path}: is a stack of {total} planes (axes {axes}), not a single image; choose "
+                f"one with --plane 0..{total - 1} (plane=) or save the planes as separate files"
             )
         plane = 0
     if not 0 <= plane < total:
         raise CnnlabError(
-            f"{path}: has {total} planes, so plane must be 0..{total - 1}, not {plane}"
+            f"{path}: has {total} planes, so --plane (plane=) must be 0..{total - 1}, not {plane}"
         )
     for stack in stacks:
         if plane < len(stack):
@@ -146,9 +278,30 @@ def _read_tiff(path: Path, plane: int | None) -> np.ndarray:
     raise AssertionError("unreachable")
 
 
-def _pillow_reads_faithfully(path: Path) -> bool:
+def _check_tiff_layout(series: list, size: int, path: Path) -> None:
+    """Refuse sizes over the limit and strips or tiles that are missing or outside the file."""
+    total = 0
+    for item in series:
+        if item.dtype is None:
+            raise CnnlabError(f"{path}: TIFF with an unsupported pixel type")
+        total += math.prod(item.shape) * item.dtype.itemsize
+        what = f"a TIFF image of shape {tuple(item.shape)} ({item.axes})"
+        _too_large(path, what, total, math.prod(item.shape), None)
+        if item.dataoffset is not None and item.dataoffset + item.nbytes > size:
+            raise CnnlabError(f"{path}: truncated TIFF (pixel data runs past the end of the file)")
+        for page in item.pages:
+            if page is None:  # tifffile would fill it with zeros
+                raise CnnlabError(f"{path}: damaged TIFF (a page of the image is missing)")
+            for offset, count in zip(page.dataoffsets, page.databytecounts, strict=False):
+                if offset <= 0 or count <= 0:
+                    raise CnnlabError(f"{path}: damaged TIFF (a strip or tile has no data)")
+                if offset + count > size:
+                    raise CnnlabError(f"{path}: truncated TIFF (a strip ends past the end of file)")
+
+
+def _pillow_reads_faithfully(data: bytes) -> bool:
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(data), formats=("TIFF",)) as image:
             bits = image.tag_v2.get(258, (8,)) if hasattr(image, "tag_v2") else (8,)
             bits = bits if isinstance(bits, tuple) else (bits,)
             return getattr(image, "n_frames", 1) == 1 and max(bits) <= 8
@@ -158,8 +311,10 @@ def _pillow_reads_faithfully(path: Path) -> bool:
 
 def _planes(array: np.ndarray, axes: str, path: Path) -> np.ndarray:
     """``array`` reshaped to ``(planes, Y, X)`` or ``(planes, Y, X, S)``."""
-    if "Y" not in axes or "X" not in axes or len(axes) != array.ndim:
+    if "Y" not in axes or "X" not in axes:
         raise CnnlabError(f"{path}: TIFF with axes {axes!r} is not a 2D image")
+    if len(axes) != array.ndim:
+        raise CnnlabError(f"{path}: damaged TIFF (pixels of shape {array.shape}, axes {axes})")
     order = [i for i, axis in enumerate(axes) if axis not in "YXS"]
     order += [axes.index("Y"), axes.index("X")]
     if "S" in axes:
@@ -170,20 +325,60 @@ def _planes(array: np.ndarray, axes: str, path: Path) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------- Pillow
-def _read_pillow(path: Path) -> np.ndarray:
+def _check_declared_size(data: bytes, path: Path) -> None:
+    """Refuse a PNG, BMP or JPEG whose header declares more than will be decoded.
+
+    Checked here, before Pillow opens the file, because Pillow's own check prints a warning
+    (``DecompressionBombWarning``) from whichever thread happens to decode.
+    """
+    declared = None
+    if data.startswith(_PNG_MAGIC) and len(data) >= 26:
+        width, height, depth, colour = struct.unpack(">IIBB", data[16:26])
+        samples = {0: 1, 2: 3, 3: 3, 4: 2}.get(colour, 4)
+        declared = width, height, samples * (2 if depth == 16 else 1)
+    elif data.startswith(b"BM") and len(data) >= 26:
+        core = int.from_bytes(data[14:18], "little") == 12
+        width, height = struct.unpack("<HH" if core else "<ii", data[18 : 22 if core else 26])
+        declared = abs(width), abs(height), 4
+    elif data.startswith(b"\xff\xd8"):
+        declared = _jpeg_size(data)
+    if declared is not None:
+        width, height, depth = declared
+        what = f"a {width}x{height} image"
+        _too_large(path, what, width * height * depth, width * height, Image.MAX_IMAGE_PIXELS)
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int, int] | None:
+    """(width, height, bytes per pixel) from a JPEG's frame header, if one comes before the scan."""
+    pos = 2
+    while pos + 10 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker in _JPEG_SOF:
+            height, width, components = struct.unpack(">HHB", data[pos + 5 : pos + 10])
+            return width, height, min(max(components, 1), 4)
+        elif marker == 0xDA:
+            return None
+        else:
+            pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return None
+
+
+def _read_pillow(data: bytes, path: Path, formats: tuple[str, ...] = _PILLOW_FORMATS) -> np.ndarray:
     """Pixels of a PNG, JPEG or BMP file as ``(H, W)`` or ``(H, W, S)``."""
     try:
-        with Image.open(path) as image:
-            if image.format not in _PILLOW_FORMATS | {"TIFF"}:
-                raise CnnlabError(
-                    f"{path}: unsupported image format {image.format}; "
-                    "convert it to TIFF, PNG, JPEG or BMP"
-                )
+        with Image.open(io.BytesIO(data), formats=formats) as image:
             image.load()
             return _pillow_pixels(image)
-    except CnnlabError:
-        raise
-    except MemoryError:
+    except Image.UnidentifiedImageError:
+        raise CnnlabError(
+            f"{path}: not a TIFF, PNG, JPEG or BMP image (or damaged beyond recognition); "
+            "convert it to one of these"
+        ) from None
+    except Image.DecompressionBombError as error:
+        raise CnnlabError(f"{path}: image too large to decode ({error})") from None
+    except (CnnlabError, MemoryError):
         raise
     except Exception as error:
         raise _decoder_error(path, error) from None
@@ -192,10 +387,15 @@ def _read_pillow(path: Path) -> np.ndarray:
 def _pillow_pixels(image: Image.Image) -> np.ndarray:
     mode = image.mode
     if mode in ("P", "PA"):
-        palette = np.asarray(image.getpalette() or [0, 0, 0]).reshape(-1, 3)
+        # Looked up here rather than with convert(), which warns about some transparency.
+        palette = np.zeros((256, 3), dtype=np.uint8)
+        colours = np.asarray(image.getpalette("RGB") or [0, 0, 0], dtype=np.uint8)
+        palette[: len(colours) // 3] = colours[: len(colours) // 3 * 3].reshape(-1, 3)[:256]
+        indices = np.asarray(image)
+        indices = indices[..., 0] if indices.ndim == 3 else indices
         gray = bool((palette == palette[:, :1]).all())
-        image, mode = image.convert("L" if gray else "RGB"), "L" if gray else "RGB"
-    elif mode == "1":
+        return palette[indices, 0] if gray else palette[indices]
+    if mode == "1":
         image, mode = image.convert("L"), "L"
     elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
         image, mode = image.convert("RGB"), "RGB"
@@ -203,106 +403,51 @@ def _pillow_pixels(image: Image.Image) -> np.ndarray:
     if mode == "I" and image.format == "PNG":
         # Pillow opens 16-bit gray PNGs as 32-bit "I" in some versions; the data is 16-bit.
         array = array.astype(np.uint16)
-    if mode in ("LA", "La"):
-        array = array[..., 0]
-    elif mode in ("RGBA", "RGBa", "RGBX"):
+    if mode == "RGBX":
         array = array[..., :3]
     return array
 
 
-# --------------------------------------------------------------------------------- PNG 16
+# --------------------------------------------------------------------------------- PNG
+def _check_png_chunks(data: bytes, path: Path) -> None:
+    """Refuse a PNG with a damaged chunk: Pillow does not check the CRC of the pixel data."""
+    pos, view = len(_PNG_MAGIC), memoryview(data)
+    while True:
+        if pos + 12 > len(data):
+            raise CnnlabError(f"{path}: truncated PNG file (no IEND chunk)")
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        if pos + 12 + length > len(data):
+            raise CnnlabError(f"{path}: truncated PNG file (chunk {kind!r} cut short)")
+        (crc,) = struct.unpack_from(">I", data, pos + 8 + length)
+        if zlib.crc32(view[pos + 4 : pos + 8 + length]) != crc:
+            raise CnnlabError(f"{path}: corrupt PNG file (chunk {kind!r} fails its CRC check)")
+        pos += 12 + length
+        if kind == b"IEND":
+            return
+
+
 def _is_png16_colour(head: bytes) -> bool:
     """A 16-bit PNG that Pillow would cut to 8 bits (colour type 2, 4 or 6)."""
     is_png = head.startswith(_PNG_MAGIC) and len(head) >= 26
     return is_png and head[24] == 16 and head[25] in (2, 4, 6)
 
 
-def _read_png16(path: Path) -> np.ndarray:
-    """Pixels of a 16-bit RGB, RGBA or gray+alpha PNG, exactly (H, W, S) ``uint16``."""
+def _read_png16(data: bytes, path: Path) -> np.ndarray:
+    """Pixels of a 16-bit RGB, RGBA or gray+alpha PNG, exactly: (H, W, S) ``uint16`` (libpng)."""
     try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise CnnlabError(f"{path}: cannot read ({error.strerror or error})") from None
-    header, idat, pos = None, [], len(_PNG_MAGIC)
-    while True:
-        if pos + 8 > len(data):
-            raise CnnlabError(f"{path}: truncated PNG file (no IEND chunk)")
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        chunk = data[pos + 8 : pos + 8 + length]
-        if len(chunk) < length:
-            raise CnnlabError(f"{path}: truncated PNG file (chunk {kind!r} cut short)")
-        pos += 12 + length
-        if kind == b"IHDR":
-            if len(chunk) < 13:
-                raise CnnlabError(f"{path}: corrupt PNG file (IHDR chunk too short)")
-            header = struct.unpack(">IIBBBBB", chunk[:13])
-        elif kind == b"IDAT":
-            idat.append(chunk)
-        elif kind == b"IEND":
-            break
-    if header is None or not idat:
-        raise CnnlabError(f"{path}: corrupt PNG file (no IHDR or IDAT chunk)")
-    width, height, _depth, colour, _compression, _filter, interlace = header
-    if interlace:
-        raise CnnlabError(
-            f"{path}: interlaced 16-bit colour PNG is not supported; save it without "
-            "interlacing or as a 16-bit TIFF"
-        )
-    samples = {2: 3, 4: 2, 6: 4}[colour]
-    try:
-        raw = zlib.decompress(b"".join(idat))
-    except zlib.error as error:
-        raise CnnlabError(f"{path}: corrupt PNG data ({error})") from None
-    stride = width * samples * 2
-    if len(raw) != height * (stride + 1):
-        raise CnnlabError(f"{path}: corrupt or truncated PNG data")
-    rows = np.frombuffer(raw, dtype=np.uint8).reshape(height, stride + 1)
-    pixels = _unfilter(rows, bytes_per_pixel=samples * 2, path=path)
-    return pixels.view(">u2").reshape(height, width, samples)
-
-
-def _unfilter(rows: np.ndarray, bytes_per_pixel: int, path: Path) -> np.ndarray:
-    """Undo the PNG row filters (None, Sub, Up, Average, Paeth) of each row."""
-    height, stride = rows.shape[0], rows.shape[1] - 1
-    out = np.zeros((height, stride), dtype=np.uint8)
-    previous = np.zeros(stride, dtype=np.uint8)
-    bpp = bytes_per_pixel
-    for y in range(height):
-        kind, line = int(rows[y, 0]), rows[y, 1:]
-        if kind == 0:
-            current = line.copy()
-        elif kind == 1:
-            current = np.cumsum(line.reshape(-1, bpp), axis=0, dtype=np.uint8).reshape(-1)
-        elif kind == 2:
-            current = line + previous
-        elif kind in (3, 4):
-            current_list = line.tolist()
-            above = previous.tolist()
-            for i in range(stride):
-                left = current_list[i - bpp] if i >= bpp else 0
-                if kind == 3:
-                    predicted = (left + above[i]) >> 1
-                else:
-                    upper_left = above[i - bpp] if i >= bpp else 0
-                    estimate = left + above[i] - upper_left
-                    pa, pb, pc = (
-                        abs(estimate - left),
-                        abs(estimate - above[i]),
-                        abs(estimate - upper_left),
-                    )
-                    if pa <= pb and pa <= pc:
-                        predicted = left
-                    elif pb <= pc:
-                        predicted = above[i]
-                    else:
-                        predicted = upper_left
-                current_list[i] = (current_list[i] + predicted) & 0xFF
-            current = np.array(current_list, dtype=np.uint8)
-        else:
-            raise CnnlabError(f"{path}: corrupt PNG data (unknown row filter {kind})")
-        out[y] = current
-        previous = current
-    return out
+        import imagecodecs  # a dependency of cnnlab; tifffile can do without it
+    except ImportError:
+        raise CnnlabError(f"{path}: a 16-bit colour PNG; pip install imagecodecs") from None
+    with _LIBRARY_LOG.capture() as records:
+        try:
+            pixels = imagecodecs.png_decode(data)
+        except MemoryError:
+            raise
+        except Exception as error:
+            raise _damage(path, records, "PNG") or _decoder_error(path, error) from None
+    if (damage := _damage(path, records, "PNG")) is not None:  # libpng's warnings
+        raise damage
+    return pixels
 
 
 # --------------------------------------------------------------------------------- dtypes
@@ -324,6 +469,9 @@ def _to_tensor_dtype(pixels: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
         pixels = pixels.transpose(2, 0, 1)
     else:
         raise CnnlabError(f"{path}: image of shape {pixels.shape} is not 2D")
+    if 0 in pixels.shape:
+        height, width = pixels.shape[1:]
+        raise CnnlabError(f"{path}: image of {height}x{width} pixels holds nothing; it is damaged")
     kind, size = pixels.dtype.kind, pixels.dtype.itemsize
     if pixels.dtype == np.bool_:
         array, bit_depth = pixels.astype(np.uint8) * np.uint8(255), 8
@@ -334,10 +482,23 @@ def _to_tensor_dtype(pixels: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
     elif (kind in "iu" and size <= 4) or (kind == "i" and size == 8):
         array, bit_depth = pixels.astype(np.int64), 8 * size
     elif kind == "f":
-        array, bit_depth = pixels.astype(np.float32), 32
+        with np.errstate(over="ignore", invalid="ignore"):  # counted below instead
+            array, bit_depth = pixels.astype(np.float32), 32
+        _check_finite(array, size, path)
     else:
         raise CnnlabError(f"{path}: pixel type {pixels.dtype} is not supported")
     return np.ascontiguousarray(array), bit_depth
+
+
+def _check_finite(array: np.ndarray, source_size: int, path: Path) -> None:
+    """Refuse NaN and infinity: one such pixel turns a whole batch's loss into NaN."""
+    bad = array.size - int(np.count_nonzero(np.isfinite(array)))
+    if bad:
+        what = "NaN or infinite" + (" or beyond the float32 range" if source_size > 4 else "")
+        raise CnnlabError(
+            f"{path}: {bad:,} of {array.size:,} pixels are not finite ({what}); fix the image, "
+            "or pass --skip-bad (skip_bad=True) to leave it out"
+        )
 
 
 def _convert_channels(array: np.ndarray, channels: int | None, path: Path) -> np.ndarray:
@@ -352,4 +513,4 @@ def _convert_channels(array: np.ndarray, channels: int | None, path: Path) -> np
             return gray.astype(array.dtype)
         info = np.iinfo(array.dtype)
         return np.clip(np.rint(gray), info.min, info.max).astype(array.dtype)
-    raise CnnlabError(f"{path}: cannot convert {have} channels to {channels}")
+    raise CnnlabError(f"{path}: cannot convert {describe_channels(have)} to {channels}")

@@ -50,9 +50,12 @@ def format_description(datasets: dict[str, ImageDataset]) -> str:
     for name, info in describe_sources(datasets).items():
         (h0, h1), (w0, w1) = info["height"], info["width"]
         size = f"{h0}x{w0}" if (h0, w0) == (h1, w1) else f"{h0}..{h1} x {w0}..{w1} (height x width)"
+        # An RGBA file is read as RGB: say so rather than call the file "3 channels".
+        alpha = datasets[name].meta.get("alpha_dropped", 0)
+        dropped = f" (alpha channel dropped from {alpha} file{'s' if alpha > 1 else ''})"
         lines.append(
-            f"{name}: {info['n']} images, {size}, {info['channels']} channel(s), "
-            f"{info['bit_depth']}-bit ({info['dtype']})"
+            f"{name}: {info['n']} images, {size}, {info['channels']} channel(s)"
+            f"{dropped if alpha else ''}, {info['bit_depth']}-bit ({info['dtype']})"
         )
     lines.extend(f"warning: {problem}" for problem in balance_warnings(datasets))
     return "\n".join(lines)

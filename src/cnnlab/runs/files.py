@@ -12,6 +12,8 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -50,14 +52,21 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     if path.is_symlink():
         path = Path(os.path.realpath(path))
-    try:
+    with naming(path):
         if path.exists() and not path.is_file() and not path.is_dir():
             with path.open("wb") as stream:
                 stream.write(data)
             return
         _write_and_replace(path, data)
+
+
+@contextmanager
+def naming(path: str | os.PathLike) -> Iterator[None]:
+    """Gives an OSError that names no file (a failed write, fsync or flush) ``path``."""
+    try:
+        yield
     except OSError as error:
-        if error.filename is None:  # a failed write() names no file: name the target
+        if error.filename is None:
             raise OSError(error.errno, error.strerror, str(path)) from error
         raise
 
@@ -70,7 +79,7 @@ def _write_and_replace(path: Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         # mkstemp creates files readable by the owner only; give them the usual permissions.
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -126,7 +135,11 @@ def write_tensors(
     write_bytes(path, safetensors_bytes(contiguous, metadata=metadata))
 
 
-def _umask() -> int:
+def _read_umask() -> int:
+    # The umask can only be read by setting it: done once, at import, before other threads.
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()

@@ -15,10 +15,15 @@ partial folder, and resuming finishes the move.
 
 from __future__ import annotations
 
+import fcntl
+import glob
 import os
 import re
+import shlex
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError
@@ -44,6 +49,14 @@ RUN_CONTENTS = frozenset(
     }
 )
 _PARTIAL = re.compile(r"^\.(?P<name>.+)\.partial$")
+#: Temporary files of atomic writes (see :mod:`cnnlab.runs.files`) that a kill left behind.
+_TEMPORARY = re.compile(r"^\..+\.tmp$")
+# What an extension copies of a finished run but must make anew.
+_REMADE = ("report.html", "plots", FINISHED)
+
+
+class FolderBusy(CnnlabError):
+    """Another process is training into the run folder."""
 
 
 def partial_of(out: Path) -> Path:
@@ -56,10 +69,19 @@ def _replaced_of(out: Path) -> Path:
 
 
 def target_of(path: str | os.PathLike) -> Path:
-    """The run folder a path names: itself, or the run a ``.NAME.partial`` folder builds."""
+    """The run folder a path names: itself (a link followed), or the run a partial builds."""
+    if not str(path).strip():
+        raise CnnlabError("--out '': give a folder name")
     path = Path(os.path.abspath(Path(path).expanduser()))
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     match = _PARTIAL.match(path.name)
     return path.parent / match["name"] if match else path
+
+
+def quoted(path: Path) -> str:
+    """A path as it can be pasted into a shell."""
+    return shlex.quote(str(path))
 
 
 def read_config(folder: Path) -> dict:
@@ -94,30 +116,82 @@ def is_interrupted(out: Path) -> bool:
     return is_run_folder(partial_of(out))
 
 
+def _replaceable(out: Path, overwrite: bool) -> str | None:
+    """Why ``out`` may not be replaced by a new run (None: it may)."""
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        return "exists and is not a folder; choose another path"
+    contents = [c.name for c in out.iterdir() if not _TEMPORARY.match(c.name)]
+    if not contents:
+        return None
+    if not overwrite:
+        return "the folder is not empty; choose another folder or pass --overwrite"
+    foreign = sorted(name for name in contents if name not in RUN_CONTENTS)
+    if foreign or not is_run_folder(out):
+        extra = f" (it holds {', '.join(foreign[:3])})" if foreign else ""
+        return f"not a cnnlab run folder{extra}; --overwrite only replaces runs"
+    return None
+
+
 def check_target(out: Path, overwrite: bool) -> None:
     """Everything about ``--out`` that can be checked before a single file is written."""
-    for parent in [out, *out.parents]:
+    for parent in out.parents:
         if parent.exists():
             if not parent.is_dir():
-                what = "exists and is not a folder" if parent == out else f"{parent} is a file"
-                raise CnnlabError(f"--out {out}: {what}; choose another path")
+                raise CnnlabError(f"--out {out}: {parent} is a file; choose another path")
             break
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise CnnlabError(
-                f"--out {out}: the folder is not empty; choose another folder or pass --overwrite"
-            )
-        foreign = sorted(c.name for c in out.iterdir() if c.name not in RUN_CONTENTS)
-        if foreign or not is_run_folder(out):
-            extra = f" (it holds {', '.join(foreign[:3])})" if foreign else ""
-            raise CnnlabError(
-                f"--out {out}: not a cnnlab run folder{extra}; --overwrite only replaces runs"
-            )
+    here = Path.cwd()
+    if out == here or out in here.parents:
+        raise CnnlabError(
+            f"--out {out}: holds the current folder, which a run cannot replace; name a folder "
+            "inside it"
+        )
+    problem = _replaceable(out, overwrite)
+    if problem:
+        raise CnnlabError(f"--out {out}: {problem}")
     if is_interrupted(out) and not overwrite:
         raise CnnlabError(
             f"--out {out}: an interrupted run of this folder waits in {partial_of(out)}; continue "
-            f"it with --resume {out}, or pass --overwrite to start over"
+            f"it with --resume {quoted(out)}, or pass --overwrite to start over"
         )
+
+
+@contextmanager
+def lock(out: Path) -> Iterator[None]:
+    """Holds ``.NAME.lock`` beside the run for as long as one process trains into it.
+
+    Two processes training into one folder would mix their files; the second is refused. The
+    lock dies with its process, so a killed run never leaves a stale one.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = out.parent / f".{out.name}.lock"
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as error:  # name the folder the user chose, not the hidden lock
+            raise OSError(error.errno, error.strerror, str(out.parent)) from error
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise FolderBusy(
+                f"--out {out}: another cnnlab process is training into this folder; wait for it "
+                "to end or choose another folder"
+            ) from None
+        # The holder before us may have removed the file after we opened it: lock the new one.
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        Path(path).unlink(missing_ok=True)
+        os.close(fd)
 
 
 def begin(out: Path) -> Path:
@@ -132,11 +206,12 @@ def begin(out: Path) -> Path:
     return partial
 
 
-def begin_extension(out: Path) -> Path:
+def begin_extension(out: Path, edit: Callable[[Path], None]) -> Path:
     """A partial folder holding a copy of the finished run ``out``, to train it further.
 
-    The copy is made under a temporary name and renamed when complete, without ``run.json``:
-    the finished run stays as it is until the longer one replaces it.
+    The copy is made under a temporary name and renamed when complete, without what the longer
+    run makes anew (``run.json``, the report, the plots), and after ``edit`` has recorded the
+    new plan in it: the finished run stays as it is until the longer one replaces it.
     """
     _clean_leftovers(out)
     partial = partial_of(out)
@@ -145,7 +220,11 @@ def begin_extension(out: Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".copy", dir=out.parent))
     try:
         shutil.copytree(out, staging, dirs_exist_ok=True)
-        (staging / FINISHED).unlink()
+        for name in _REMADE:
+            target = staging / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        edit(staging)
+        os.sync()  # the copied files are on disk before the copy counts as the run
         replace(staging, partial)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -153,11 +232,24 @@ def begin_extension(out: Path) -> Path:
     return partial
 
 
-def complete(partial: Path, out: Path) -> None:
-    """Moves the finished run in ``partial`` to ``out``, replacing the run that was there."""
+def complete(partial: Path, out: Path, overwrite: bool) -> None:
+    """Moves the finished run in ``partial`` to ``out``, replacing the run that was there.
+
+    What is at ``out`` is checked again: something put there while the run trained is never
+    deleted, and the finished run waits in ``partial`` until it is moved away.
+    """
     if not (partial / FINISHED).is_file():
-        raise CnnlabError(f"{partial}: the run is not finished; continue it with --resume {out}")
-    if out.exists():
+        raise CnnlabError(
+            f"{partial}: the run is not finished; continue it with --resume {quoted(out)}"
+        )
+    tidy(partial)
+    problem = _replaceable(out, overwrite)
+    if problem:
+        raise CnnlabError(
+            f"{out}: the finished run cannot take its place ({problem.split(';')[0]}); move that "
+            f"away, then 'cnnlab train --resume {quoted(out)}' puts the run there"
+        )
+    if out.exists() and any(out.iterdir()):
         replaced = _replaced_of(out)
         if replaced.exists():
             discard(replaced)
@@ -165,7 +257,7 @@ def complete(partial: Path, out: Path) -> None:
         replace(partial, out)
         discard(replaced)
     else:
-        replace(partial, out)
+        replace(partial, out)  # also over an empty folder
         _clean_leftovers(out)
 
 
@@ -173,22 +265,35 @@ def locate(run_dir: str | os.PathLike) -> tuple[Path, Path]:
     """The run folder named by ``run_dir`` and its partial folder (which may not exist).
 
     An old run left aside by a replacement that was cut short after the new run took its
-    place is removed here.
+    place is removed here, and so are temporary files a kill left in the partial folder.
     """
     out = target_of(run_dir)
     _clean_leftovers(out)
-    return out, partial_of(out)
+    partial = partial_of(out)
+    if partial.is_dir():
+        tidy(partial)
+    return out, partial
+
+
+def tidy(folder: Path) -> None:
+    """Removes the temporary files that a kill in the middle of a write left in ``folder``."""
+    for path in folder.rglob(".*.tmp"):
+        if _TEMPORARY.match(path.name) and path.is_file():
+            path.unlink()
 
 
 def discard(folder: Path) -> None:
-    """Removes a folder cnnlab made (a partial or replaced run)."""
-    shutil.rmtree(folder, ignore_errors=True)
-    if folder.exists():  # e.g. a file inside was made read-only by hand: a clear error
+    """Removes a folder cnnlab made (a partial, replaced or copied run)."""
+    if folder.is_symlink():
+        folder.unlink()
+    elif folder.exists():
         shutil.rmtree(folder)
 
 
 def _clean_leftovers(out: Path) -> None:
-    """An old run set aside by an interrupted replacement, once the new one is in place."""
+    """Old runs and copies left aside by replacements or extensions that were cut short."""
+    for copy in out.parent.glob(f".{glob.escape(out.name)}.*.copy"):
+        discard(copy)
     replaced = _replaced_of(out)
     if replaced.exists() and is_finished(out):
         discard(replaced)

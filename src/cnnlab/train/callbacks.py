@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from cnnlab.runs.files import naming
+
 HISTORY_COLUMNS = (
     "epoch",
     "train_loss",
@@ -135,13 +137,13 @@ class CSVLogger(Callback):
         return ["" if logs.get(col) is None else logs[col] for col in HISTORY_COLUMNS]
 
     def on_fit_start(self, logs: dict) -> None:
-        with self.path.open("w", newline="") as handle:
+        with naming(self.path), self.path.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(HISTORY_COLUMNS)
             writer.writerows(self._row(row) for row in logs.get("history", []))
 
     def on_epoch_end(self, logs: dict) -> None:
-        with self.path.open("a", newline="") as handle:
+        with naming(self.path), self.path.open("a", newline="") as handle:
             csv.writer(handle).writerow(self._row(logs))
 
 

@@ -83,6 +83,23 @@ def load_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict] | None
     return tensors, meta
 
 
+def read_checkpoint_meta(folder: Path) -> dict | None:
+    """The bookkeeping of the saved state (its epoch, history, ...) without its tensors."""
+    path = folder / STATE_NAME
+    if not path.exists():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+        if header.get("format") != FORMAT:
+            raise ValueError("not a cnnlab checkpoint")
+        return parse_json(header["meta"])
+    except (OSError, SafetensorError, ValueError, KeyError) as error:
+        raise CnnlabError(
+            f"{path}: checkpoint unreadable ({error}); it cannot be resumed, start a new run"
+        ) from error
+
+
 def prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """The tensors whose keys start with ``prefix``, without it."""
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.data.dataset import ImageDataset, Normalizer
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, TrainingDiverged
 from cnnlab.evaluate.evaluate import INFERENCE_BATCH, check_compatible
 from cnnlab.runs.folder import target_of
 from cnnlab.train.callbacks import (
@@ -112,6 +112,9 @@ class TrainingState:
         tensors.update(optim_tensors)
         tensors["rng.torch"] = torch.get_rng_state()
         tensors["rng.shuffle"] = loop["generator"].get_state()
+        if loop["device"].startswith("cuda"):
+            # Dropout on a GPU draws from the device's own generator.
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(loop["device"])
         meta = {
             "epoch": loop["epoch"],
             "planned_epochs": loop["epochs"],
@@ -304,7 +307,7 @@ def _training_layout(model: nn.Module, device: torch.device) -> Iterator[torch.m
 
 
 def _diverged(epoch: int, step: int, config: TrainConfig) -> None:
-    raise CnnlabError(
+    raise TrainingDiverged(
         f"training diverged at epoch {epoch}, batch {step + 1}: the loss is not a number; "
         f"lower the learning rate (--lr, now {config.learning_rate:g}) or change --init"
     )
@@ -342,6 +345,8 @@ def _restore(
     loop["schedule"].load_state_dict(meta["schedule"])
     torch.set_rng_state(tensors["rng.torch"])
     loop["generator"].set_state(tensors["rng.shuffle"])
+    if "rng.cuda" in tensors and loop["device"].startswith("cuda"):
+        torch.cuda.set_rng_state(tensors["rng.cuda"], loop["device"])
     history.rows.extend(meta["history"])
     history.stop_reason = meta.get("stop_reason")
     best.load_state_dict(meta.get("best") or {})

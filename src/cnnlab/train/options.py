@@ -83,7 +83,10 @@ class RunConfig:
         return cls(**run_options, train=TrainConfig(**train_options))
 
     def to_dict(self) -> dict:
+        """The run's options as saved in its folder (``quiet`` is not one: it is how one
+        invocation prints)."""
         data = dataclasses.asdict(self)
+        data.pop("quiet")
         data["train"] = self.train.to_dict()
         return data
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import importlib
-import os
+import itertools
 import sys
 import threading
 import warnings
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -34,14 +35,14 @@ from cnnlab.data.split import (
     split_dataset,
     write_manifest,
 )
-from cnnlab.errors import CnnlabError, RunInterrupted, describe_os_error
+from cnnlab.errors import CnnlabError, RunInterrupted, TrainingDiverged, describe_os_error
 from cnnlab.evaluate import evaluate_subsets, format_metrics
 from cnnlab.export.saved import save_model
 from cnnlab.models import create_model, model_info
 from cnnlab.runs import folder as runs
 from cnnlab.runs.files import read_json, write_json
 from cnnlab.train.callbacks import CSVLogger, ProgressBar
-from cnnlab.train.checkpoint import STATE_NAME, load_checkpoint
+from cnnlab.train.checkpoint import read_checkpoint_meta
 from cnnlab.train.loop import History, fit, resolve_device
 from cnnlab.train.options import (
     RunConfig,
@@ -145,15 +146,18 @@ def run_training(config: RunConfig, callbacks: Sequence[object] = ()) -> Path:
     the new run replaces the old one only once it is complete.
     """
     check_run_options(config)
-    out = _out_folder(config)
     check_options(config)
-    runs.check_target(out, config.overwrite)
+    if config.out is not None:  # fail fast; checked again under the lock below
+        runs.check_target(runs.target_of(config.out), config.overwrite)
     warm_up_optimizers()
     split = load_data(config)
     model = _build_model(config, split)
-    config = dataclasses.replace(config, out=str(out))
-    partial = runs.begin(out)
-    return _execute(config, out, partial, split, model, resume=False, callbacks=callbacks)
+    with ExitStack() as held:
+        out = _claim_out_folder(config, held)
+        runs.check_target(out, config.overwrite)
+        config = dataclasses.replace(config, out=str(out))
+        partial = runs.begin(out)
+        return _execute(config, out, partial, split, model, resume=False, callbacks=callbacks)
 
 
 def check_options(config: RunConfig) -> None:
@@ -171,17 +175,30 @@ def check_options(config: RunConfig) -> None:
         raise CnnlabError(f"--model: {error}") from None
 
 
-def _out_folder(config: RunConfig) -> Path:
+def _claim_out_folder(config: RunConfig, held: ExitStack) -> Path:
+    """The run folder, locked against other processes for as long as ``held`` lasts.
+
+    Without ``--out`` the name is the time, the model and the data, with a number added when
+    that is taken, by a finished run, an interrupted one or a run starting at the same moment.
+    """
     if config.out is not None:
-        return Path(os.path.abspath(Path(config.out).expanduser()))
+        out = runs.target_of(config.out)
+        held.enter_context(runs.lock(out))
+        return out
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     data = "mnist" if "mnist" in config.data else Path(config.data[0]).name or "data"
-    out = Path("runs").absolute() / f"{stamp}-{config.model}-{data}"
-    suffix = 1
-    while out.exists() or runs.partial_of(out).exists():
-        suffix += 1
-        out = out.with_name(f"{stamp}-{config.model}-{data}-{suffix}")
-    return out
+    base = Path("runs").absolute() / f"{stamp}-{config.model}-{data}"
+    for suffix in itertools.count(1):
+        out = base if suffix == 1 else base.with_name(f"{base.name}-{suffix}")
+        if out.exists() or runs.partial_of(out).exists():
+            continue
+        try:
+            held.enter_context(runs.lock(out))
+        except runs.FolderBusy:
+            continue
+        if not out.exists() and not runs.partial_of(out).exists():
+            return out
+    raise AssertionError("unreachable")
 
 
 def _build_model(config: RunConfig, split: Split) -> torch.nn.Module:
@@ -219,43 +236,39 @@ def resume_training(
     The result is the same, bit for bit, as if the run had never stopped (same seeds, same
     order of batches, same thread count): weights, metrics and history alike.
     """
-    out, partial = runs.locate(run_dir)
-    if not runs.is_run_folder(partial):
-        if partial.exists():
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int)):
+        raise CnnlabError(f"--epochs must be a positive integer, not {epochs!r}")
+    out = runs.target_of(run_dir)
+    with runs.lock(out):
+        out, partial = runs.locate(out)
+        if partial.exists() and not runs.is_run_folder(partial):
             raise CnnlabError(
                 f"{out}: the run was stopped before it wrote its configuration; start it again "
                 "with the same options"
             )
+        if runs.is_run_folder(partial) and not (partial / runs.FINISHED).is_file():
+            return _resume_interrupted(out, partial, epochs, quiet, callbacks)
+        if runs.is_run_folder(partial):
+            # Everything was written; at most the report and the move into place were cut short.
+            saved = _read_config(partial)
+            if saved.report and not (partial / "report.html").exists():
+                _write_report(partial)
+            runs.complete(partial, out, saved.overwrite)
+            if epochs is None:
+                _print_result(out, quiet)
+                return out
         if not runs.is_finished(out):
             what = "no such run folder" if not out.exists() else "no interrupted run to resume"
             raise CnnlabError(f"{out}: {what}; start a new run with cnnlab train --out")
-        saved = _read_config(out)
-        if epochs is None or epochs <= (saved.train.epochs or 0):
-            reason = read_json(out / runs.FINISHED, "run record").get("stop_reason")
-            extendable = saved.train.schedule not in ("cosine", "onecycle")
-            raise CnnlabError(
-                f"{out}: this run already finished ({reason or 'all epochs done'}); start a new "
-                "run" + (", or pass a larger --epochs to train on" if extendable else "")
-            )
-        _check_epochs(out, saved, epochs)
-        partial = runs.begin_extension(out)
-    elif (partial / runs.FINISHED).is_file():
-        # Everything was written; at most the report and the move into place were cut short.
-        if _read_config(partial).report and not (partial / "report.html").exists():
-            _write_report(partial)
-        runs.complete(partial, out)
-        _print_result(out, quiet)
-        return out
+        return _extend(out, epochs, quiet, callbacks)
+
+
+def _resume_interrupted(
+    out: Path, partial: Path, epochs: int | None, quiet: bool, callbacks: Sequence[object]
+) -> Path:
     saved = _read_config(partial)
-    _check_epochs(out, saved, epochs)
-    state = load_checkpoint(partial / runs.CHECKPOINTS)
-    if epochs is not None and state is not None and epochs < state[1]["epoch"]:
-        raise CnnlabError(
-            f"--epochs {epochs}: {out} has trained {state[1]['epoch']} epochs already; "
-            "give at least that many"
-        )
-    if out.exists() and not saved.overwrite and not runs.is_finished(out):
-        raise CnnlabError(f"{out}: something else was put there since the run started; move it")
+    done = read_checkpoint_meta(partial / runs.CHECKPOINTS)
+    _check_epochs(out, saved, epochs, done["epoch"] if done else 0)
     train = saved.train if epochs is None else dataclasses.replace(saved.train, epochs=epochs)
     config = dataclasses.replace(saved, out=str(out), quiet=quiet, train=train)
     split = load_run_split(partial)
@@ -263,13 +276,52 @@ def resume_training(
     return _execute(config, out, partial, split, model, resume=True, callbacks=callbacks)
 
 
-def _check_epochs(out: Path, saved: RunConfig, epochs: int | None) -> None:
-    """A schedule shaped for its number of epochs cannot be stretched to more."""
+def _extend(out: Path, epochs: int | None, quiet: bool, callbacks: Sequence[object]) -> Path:
+    """Trains the finished run ``out`` further, in a copy that replaces it when done."""
+    saved = _read_config(out)
+    finished = read_json(out / runs.FINISHED, "run record")
+    extendable = saved.train.schedule not in ("cosine", "onecycle")
+    if finished.get("stop_reason"):
+        raise CnnlabError(
+            f"{out}: this run already finished ({finished['stop_reason']}); start a new run"
+        )
+    if epochs is None or epochs <= (saved.train.epochs or 0):
+        raise CnnlabError(
+            f"{out}: this run already finished (all epochs done); start a new run"
+            + (", or pass a larger --epochs to train on" if extendable else "")
+        )
+    state = read_checkpoint_meta(out / runs.CHECKPOINTS)
+    if state is None or state["epoch"] != finished.get("epochs_run"):
+        raise CnnlabError(
+            f"{out}: no checkpoint of its last epoch in {runs.CHECKPOINTS}/; it cannot be trained "
+            "further, start a new run"
+        )
+    _check_epochs(out, saved, epochs, state["epoch"])
+    train = dataclasses.replace(saved.train, epochs=epochs)
+    # The longer run replaces the shorter one when it is done.
+    config = dataclasses.replace(saved, out=str(out), quiet=quiet, overwrite=True, train=train)
+    check_options(config)
+    split = load_run_split(out)
+    model = _build_model(config, split)
+
+    def record_plan(copy: Path) -> None:
+        described = runs.read_config(copy)
+        described["train"]["epochs"], described["overwrite"] = epochs, True
+        write_json(copy / runs.CONFIG, described)
+
+    partial = runs.begin_extension(out, record_plan)
+    return _execute(config, out, partial, split, model, resume=True, callbacks=callbacks)
+
+
+def _check_epochs(out: Path, saved: RunConfig, epochs: int | None, trained: int) -> None:
+    """A new epoch count must be reachable: not fewer than trained, no schedule stretched."""
     planned = saved.train.epochs
     if epochs is None or epochs == planned:
         return
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise CnnlabError(f"--epochs must be a positive integer, not {epochs!r}")
+    if epochs < max(trained, 1):
+        raise CnnlabError(
+            f"--epochs {epochs}: {out} has trained {trained} epochs already; give more"
+        )
     if saved.train.schedule in ("cosine", "onecycle"):
         raise CnnlabError(
             f"--epochs {epochs}: the {saved.train.schedule} schedule of {out} was planned for "
@@ -286,26 +338,31 @@ def _execute(
     resume: bool,
     callbacks: Sequence[object],
 ) -> Path:
-    """Runs in ``partial`` and moves the result to ``out``; on failure keeps what can resume."""
+    """Runs in ``partial`` and moves the result to ``out``; on failure keeps what can resume.
+
+    A new run that fails before it saved an epoch, or that diverged (resuming would diverge
+    again), is removed; anything else keeps the partial folder, and the error says how to go on.
+    """
     try:
         _run(config, partial, split, model, resume, callbacks)
-        runs.complete(partial, out)
+        runs.complete(partial, out, config.overwrite)
     except KeyboardInterrupt:
-        raise RunInterrupted(_resume_hint(out, partial)) from None
-    except CnnlabError:
-        # A new run refused by cnnlab (it diverged, say) is removed: resuming would fail again.
-        if not resume:
+        if not resume and not runs.is_run_folder(partial):
             runs.discard(partial)
-        raise
+            raise RunInterrupted("the run had not started; nothing was kept") from None
+        raise RunInterrupted(_resume_hint(out, partial)) from None
     except BaseException as error:
-        # Anything else (a full disk, a crash) keeps the epochs already saved, to resume.
-        saved = (partial / runs.CHECKPOINTS / STATE_NAME).exists()
-        if not resume and not saved:
+        saved = read_checkpoint_meta(partial / runs.CHECKPOINTS) is not None
+        if not resume and (not saved or isinstance(error, TrainingDiverged)):
             runs.discard(partial)
             raise
         if isinstance(error, OSError):
             raise CnnlabError(
                 f"{describe_os_error(error)}; the run so far is kept: {_resume_hint(out, partial)}"
+            ) from error
+        if isinstance(error, CnnlabError) and "--resume" not in str(error):
+            raise CnnlabError(
+                f"{error}; the run so far is kept: {_resume_hint(out, partial)}"
             ) from error
         raise
     _print_result(out, config.quiet)
@@ -313,15 +370,12 @@ def _execute(
 
 
 def _resume_hint(out: Path, partial: Path) -> str:
-    state = runs.CHECKPOINTS + "/" + STATE_NAME
-    done = "nothing yet"
     try:
-        saved = load_checkpoint(partial / runs.CHECKPOINTS)
-        if saved is not None:
-            done = f"epoch {saved[1]['epoch']} saved"
+        saved = read_checkpoint_meta(partial / runs.CHECKPOINTS)
+        done = "nothing saved yet" if saved is None else f"epoch {saved['epoch']} saved"
     except (CnnlabError, OSError):
-        done = f"{state} unreadable"
-    return f"'cnnlab train --resume {out}' continues it ({done})"
+        done = "its checkpoint is unreadable"
+    return f"'cnnlab train --resume {runs.quoted(out)}' continues it ({done})"
 
 
 def _run(
