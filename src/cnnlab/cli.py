@@ -342,7 +342,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from cnnlab.evaluate import format_metrics
-    from cnnlab.train.run import evaluate_saved
+    from cnnlab.export.evaluation import evaluate_saved
 
     results = evaluate_saved(args.model, data=args.data, pattern=args.pattern)
     if args.json:
@@ -441,7 +441,7 @@ def _summary(args: argparse.Namespace) -> int:
     from cnnlab.export.saved import load
     from cnnlab.models import create_model, list_models
     from cnnlab.models.summary import model_summary
-    from cnnlab.train.run import parse_size
+    from cnnlab.train.options import parse_size
 
     if args.model in list_models():
         size = parse_size(args.size)

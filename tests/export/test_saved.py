@@ -263,7 +263,7 @@ def test_to_csv_refuses_nan_and_never_half_replaces_a_file(trained, tmp_path, mo
     def crash(source, target):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("cnnlab.runs.files.os.replace", crash)
+    monkeypatch.setattr("cnnlab.files.os.replace", crash)
     with pytest.raises(CnnlabError, match=r"preds\.csv: cannot write the predictions"):
         good.to_csv(out)
     assert out.read_text() == "the old table\n"

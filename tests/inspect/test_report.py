@@ -262,7 +262,7 @@ def test_confusion_table_holds_counts_shares_and_totals() -> None:
 
 
 def test_report_from_the_model_and_split_in_memory(finished_run: Path, tmp_path: Path) -> None:
-    from cnnlab.train.run import load_run_split
+    from cnnlab.runs.reading import load_run_split
 
     model = create_model("lenet5", in_chans=1, num_classes=4, input_size=(28, 28))
     model.load_state_dict(load(finished_run).state_dict())

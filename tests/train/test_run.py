@@ -11,8 +11,9 @@ import pytest
 from cnnlab.data.synth import synth_bacteria
 from cnnlab.errors import CnnlabError
 from cnnlab.export import load
+from cnnlab.export.evaluation import evaluate_saved
 from cnnlab.runs.folder import partial_of
-from cnnlab.train.run import RunConfig, evaluate_saved, load_toml, resume_training, run_training
+from cnnlab.train.run import RunConfig, load_toml, resume_training, run_training
 
 HISTORY = "epoch,train_loss,train_accuracy,valid_loss,valid_accuracy,lr,seconds"
 

@@ -34,18 +34,13 @@ before anything of that size is allocated.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import io
-import logging
 import math
 import os
 import stat
 import struct
-import threading
-import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +49,8 @@ import tifffile
 import torch
 from PIL import Image
 
+from cnnlab.data.headers import PNG_MAGIC as _PNG_MAGIC
+from cnnlab.data.headers import LogCapture, check_png_chunks, jpeg_size, logged_damage
 from cnnlab.errors import CnnlabError
 
 #: File name extensions that :func:`read_image` understands (lower case).
@@ -62,9 +59,7 @@ IMAGE_EXTENSIONS = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 MAX_IMAGE_BYTES = 1 << 30
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _PILLOW_FORMATS = ("PNG", "JPEG", "BMP", "DIB")  # Pillow reports some JPEGs as "MPO"
-_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as Pillow and ImageJ use
 _CHANNELS = {1: "1 channel (gray)", 2: "2 channels (gray and alpha)", 3: "3 channels (RGB)"}
 _CHANNELS[4] = "4 channels (RGBA)"
@@ -129,7 +124,7 @@ def read_image_file(
             if plane not in (None, 0):
                 raise CnnlabError(f"{path}: not a TIFF stack, so there is no plane {plane}")
             if data.startswith(_PNG_MAGIC):
-                _check_png_chunks(data, path)
+                check_png_chunks(data, path)
             _check_declared_size(data, path)
             pixels = _read_png16(data, path) if _is_png16_colour(data) else _read_pillow(data, path)
         samples = pixels.shape[2] if pixels.ndim == 3 else 1
@@ -189,48 +184,7 @@ def _too_large(path: Path, what: str, nbytes: int, pixels: int, limit: int | Non
 
 
 # --------------------------------------------------------------------------------- TIFF
-class _LogCapture(logging.Filter):
-    """Keeps libraries' log records on the thread that reads a file, instead of printing them.
-
-    Installed once on the libraries' loggers. Outside :meth:`capture` records pass as usual, so
-    a user's own use of the library is unaffected; each thread of the decoding pool sees its own.
-    """
-
-    def __init__(self, *names: str) -> None:
-        super().__init__()
-        self._local = threading.local()
-        for name in names:
-            logging.getLogger(name).addFilter(self)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        records = getattr(self._local, "records", None)
-        if records is None:
-            return True
-        records.append(record)
-        return False
-
-    @contextlib.contextmanager
-    def capture(self) -> Iterator[list[logging.LogRecord]]:
-        outer = getattr(self._local, "records", None)
-        self._local.records = records = []
-        try:
-            yield records
-        finally:
-            self._local.records = outer
-
-
-_LIBRARY_LOG = _LogCapture("tifffile", "imagecodecs")
-
-
-def _damage(path: Path, records: list[logging.LogRecord], kind: str = "TIFF") -> CnnlabError | None:
-    """The first warning a library logged, as an error; None when it logged none."""
-    warned = [record for record in records if record.levelno >= logging.WARNING]
-    if not warned:
-        return None
-    message = " ".join(warned[0].getMessage().split())
-    if message.startswith("<") and "> " in message:  # drop "<tifffile.TiffFile 'x.tif'> "
-        message = message.split("> ", 1)[1]
-    return CnnlabError(f"{path}: damaged {kind} ({message[:160]}); re-export or replace the file")
+_LIBRARY_LOG = LogCapture("tifffile", "imagecodecs")
 
 
 def _read_tiff(data: bytes, path: Path, plane: int | None) -> np.ndarray:
@@ -239,7 +193,7 @@ def _read_tiff(data: bytes, path: Path, plane: int | None) -> np.ndarray:
         try:
             with tifffile.TiffFile(io.BytesIO(data), name=path.name) as tif:
                 series = list(tif.series)
-                if (damage := _damage(path, records)) is not None:
+                if (damage := logged_damage(path, records)) is not None:
                     raise damage
                 _check_tiff_layout(series, len(data), path)
                 stacks = [_planes(item.asarray(), item.axes, path) for item in series]
@@ -247,7 +201,7 @@ def _read_tiff(data: bytes, path: Path, plane: int | None) -> np.ndarray:
         except (CnnlabError, MemoryError):
             raise
         except Exception as error:
-            if (damage := _damage(path, records)) is not None:
+            if (damage := logged_damage(path, records)) is not None:
                 raise damage from None
             # tifffile decodes compressed TIFFs through imagecodecs; should that be missing,
             # Pillow can stand in, but only for what it reads faithfully: one plane of 8-bit
@@ -255,7 +209,7 @@ def _read_tiff(data: bytes, path: Path, plane: int | None) -> np.ndarray:
             if "imagecodecs" not in str(error) or not _pillow_reads_faithfully(data):
                 raise _decoder_error(path, error) from None
             return _read_pillow(data, path, formats=("TIFF",))
-    if (damage := _damage(path, records)) is not None:
+    if (damage := logged_damage(path, records)) is not None:
         raise damage
     if not stacks:
         raise CnnlabError(f"{path}: TIFF file holds no image")
@@ -341,28 +295,11 @@ def _check_declared_size(data: bytes, path: Path) -> None:
         width, height = struct.unpack("<HH" if core else "<ii", data[18 : 22 if core else 26])
         declared = abs(width), abs(height), 4
     elif data.startswith(b"\xff\xd8"):
-        declared = _jpeg_size(data)
+        declared = jpeg_size(data)
     if declared is not None:
         width, height, depth = declared
         what = f"a {width}x{height} image"
         _too_large(path, what, width * height * depth, width * height, Image.MAX_IMAGE_PIXELS)
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int, int] | None:
-    """(width, height, bytes per pixel) from a JPEG's frame header, if one comes before the scan."""
-    pos = 2
-    while pos + 10 <= len(data) and data[pos] == 0xFF:
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-        elif marker in _JPEG_SOF:
-            height, width, components = struct.unpack(">HHB", data[pos + 5 : pos + 10])
-            return width, height, min(max(components, 1), 4)
-        elif marker == 0xDA:
-            return None
-        else:
-            pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
-    return None
 
 
 def _read_pillow(data: bytes, path: Path, formats: tuple[str, ...] = _PILLOW_FORMATS) -> np.ndarray:
@@ -409,23 +346,6 @@ def _pillow_pixels(image: Image.Image) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------- PNG
-def _check_png_chunks(data: bytes, path: Path) -> None:
-    """Refuse a PNG with a damaged chunk: Pillow does not check the CRC of the pixel data."""
-    pos, view = len(_PNG_MAGIC), memoryview(data)
-    while True:
-        if pos + 12 > len(data):
-            raise CnnlabError(f"{path}: truncated PNG file (no IEND chunk)")
-        length, kind = struct.unpack_from(">I4s", data, pos)
-        if pos + 12 + length > len(data):
-            raise CnnlabError(f"{path}: truncated PNG file (chunk {kind!r} cut short)")
-        (crc,) = struct.unpack_from(">I", data, pos + 8 + length)
-        if zlib.crc32(view[pos + 4 : pos + 8 + length]) != crc:
-            raise CnnlabError(f"{path}: corrupt PNG file (chunk {kind!r} fails its CRC check)")
-        pos += 12 + length
-        if kind == b"IEND":
-            return
-
-
 def _is_png16_colour(head: bytes) -> bool:
     """A 16-bit PNG that Pillow would cut to 8 bits (colour type 2, 4 or 6)."""
     is_png = head.startswith(_PNG_MAGIC) and len(head) >= 26
@@ -444,8 +364,8 @@ def _read_png16(data: bytes, path: Path) -> np.ndarray:
         except MemoryError:
             raise
         except Exception as error:
-            raise _damage(path, records, "PNG") or _decoder_error(path, error) from None
-    if (damage := _damage(path, records, "PNG")) is not None:  # libpng's warnings
+            raise logged_damage(path, records, "PNG") or _decoder_error(path, error) from None
+    if (damage := logged_damage(path, records, "PNG")) is not None:  # libpng's warnings
         raise damage
     return pixels
 

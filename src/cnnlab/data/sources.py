@@ -1,16 +1,144 @@
-"""Data named the way users name it: ``mnist`` or one or more class-per-folder roots."""
+"""Data named the way users name it: ``mnist`` or one or more class-per-folder roots.
+
+:class:`DataSpec` holds everything that decides which images a run sees and how (sources,
+pattern, size, channels, plane, split, seed); :func:`load_split` turns it into the train, valid
+and test subsets, and :func:`load_manifest_split` puts a run's own images back into the subsets
+its ``split.csv`` records.
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.data.folders import load_folders
 from cnnlab.data.mnist import mnist
-from cnnlab.data.split import balance_warnings, format_class_table
+from cnnlab.data.split import (
+    Split,
+    apply_manifest,
+    balance_warnings,
+    carve_validation,
+    format_class_table,
+    split_dataset,
+)
 from cnnlab.errors import CnnlabError
 
 BUILTIN = ("mnist",)
+DEFAULT_FOLDER_SIZE = (32, 32)
+MAX_UPSCALE = 2.0  # enlarging an image more than this invents no detail: refuse by default
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which images a run reads and how it shapes and splits them.
+
+    ``split`` holds percentages: train/valid/test for folders (default 60, 30, 10), train/valid
+    of MNIST's 60,000 training images (default 90, 10; its test set is fixed). ``size`` is
+    (height, width), or None for the data's own size (mixed sizes then go to 32x32).
+    """
+
+    data: tuple[str, ...] = ("mnist",)
+    pattern: str | None = None
+    size: tuple[int, int] | None = None
+    channels: int | None = None
+    plane: int | None = None
+    split: tuple[float, ...] | None = None
+    equalize: bool = False
+    seed: int = 0
+    skip_bad: bool = False
+    cache: bool = True
+
+
+def load_split(spec: DataSpec) -> Split:
+    """Reads, converts, resizes and splits the data named in ``spec``."""
+    if not spec.data:
+        raise CnnlabError("--data: name at least one data source (mnist or a folder)")
+    if "mnist" in spec.data:
+        if len(spec.data) > 1:
+            raise CnnlabError(
+                "--data mnist cannot be merged with folders; train on one or the other"
+            )
+        return _mnist_split(spec)
+    dataset = shape_dataset(_load_folders(spec), spec)
+    return split_dataset(
+        dataset, spec.split or (60, 30, 10), seed=spec.seed, equalize=spec.equalize
+    )
+
+
+def load_manifest_split(spec: DataSpec, manifest: Path | None) -> Split:
+    """The split a run recorded in ``manifest`` (its ``split.csv``), re-read from the folders.
+
+    MNIST runs record none: their split is re-made from the seed.
+    """
+    if manifest is None or not manifest.exists():
+        return load_split(spec)
+    return apply_manifest(shape_dataset(_load_folders(spec), spec), manifest)
+
+
+def shape_dataset(dataset: ImageDataset, spec: DataSpec) -> ImageDataset:
+    """``dataset`` converted to the spec's channels and resized to its size.
+
+    Images more than ``MAX_UPSCALE`` times too small are refused (or left out with
+    ``skip_bad``): enlarging them invents no detail.
+    """
+    if spec.channels is not None:
+        dataset = dataset.to_channels(spec.channels)
+    size = spec.size
+    if size is None and not dataset.uniform:
+        size = DEFAULT_FOLDER_SIZE
+        lo, hi = min(dataset.sizes()), max(dataset.sizes())
+        warnings.warn(
+            f"images range from {lo[0]}x{lo[1]} to {hi[0]}x{hi[1]}; resizing all to "
+            f"{size[0]}x{size[1]} (choose with --size)",
+            stacklevel=2,
+        )
+    if size is None:
+        return dataset
+    small = dataset.too_small(size, MAX_UPSCALE)
+    if small and not spec.skip_bad:
+        h, w = dataset.sizes()[small[0]]
+        raise CnnlabError(
+            f"{dataset.paths[small[0]]}: {h}x{w} pixels is too small for --size "
+            f"{size[0]}x{size[1]} (more than {MAX_UPSCALE:g}x enlargement; {len(small)} such "
+            "image(s)); choose a smaller --size, or --skip-bad to leave them out"
+        )
+    if small:
+        warnings.warn(
+            f"left out {len(small)} image(s) too small for {size[0]}x{size[1]}, e.g. "
+            f"{dataset.paths[small[0]]}",
+            stacklevel=2,
+        )
+        dataset = dataset.select(sorted(set(range(len(dataset))) - set(small)))
+    return dataset.resize(size)
+
+
+def _mnist_split(spec: DataSpec) -> Split:
+    train, test = mnist()
+    train, test = shape_dataset(train, spec), shape_dataset(test, spec)
+    shares = spec.split or (90.0, 10.0)
+    if len(shares) == 3:
+        raise CnnlabError(
+            "--split for mnist takes train,valid shares of its training set (e.g. 90,10); "
+            "its test set is fixed"
+        )
+    if shares[1] == 0:
+        return Split(train=train.with_subset("train"), valid=None, test=test)
+    train, valid = carve_validation(train, shares[1], seed=spec.seed)
+    return Split(train=train, valid=valid, test=test)
+
+
+def _load_folders(spec: DataSpec) -> ImageDataset:
+    return load_folders(
+        list(spec.data),
+        pattern=spec.pattern,
+        channels=spec.channels,
+        plane=spec.plane,
+        skip_bad=spec.skip_bad,
+        cache=spec.cache,
+    )
 
 
 def load_sources(

@@ -22,7 +22,7 @@ import torch
 
 from cnnlab.data.dataset import SUBSETS, ImageDataset
 from cnnlab.errors import CnnlabError
-from cnnlab.runs.files import write_text
+from cnnlab.files import write_text
 
 MANIFEST_HEADER = ("path", "class", "subset")
 

@@ -19,7 +19,7 @@ from cnnlab.data.imageio import IMAGE_EXTENSIONS, read_image
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import predict_proba
 from cnnlab.evaluate.evaluate import INFERENCE_BATCH
-from cnnlab.runs.files import write_text
+from cnnlab.files import write_text
 
 
 @dataclass(frozen=True)

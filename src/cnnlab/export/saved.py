@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.runs.files import write_json, write_tensors
+from cnnlab.files import write_json, write_tensors
 
 FORMAT = "cnnlab-model"
 FORMAT_VERSION = 1

@@ -19,7 +19,6 @@ import html
 import json
 import math
 import tempfile
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files import write_text
 from cnnlab.inspect import plots
-from cnnlab.runs.files import write_text
 from cnnlab.runs.folder import target_of
+from cnnlab.runs.reading import headline_subset, load_run_split
 
 REPORT_NAME = "report.html"
 SUBSET_TITLES = {"train": "Training set", "valid": "Validation set", "test": "Test set"}
@@ -50,8 +50,7 @@ class RunFiles:
 
     @property
     def headline_subset(self) -> str:
-        """The subset whose accuracy a run is judged by: test, else validation, else training."""
-        return next(s for s in ("test", "valid", "train", *self.metrics) if s in self.metrics)
+        return headline_subset(self.metrics)
 
     @property
     def class_names(self) -> list[str]:
@@ -414,11 +413,7 @@ class Report:
         return adopted
 
     def _load_split(self):
-        from cnnlab.train.run import load_run_split
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return load_run_split(self.run.path)
+        return load_run_split(self.run.path, quiet=True)
 
     def subset(self, name: str):
         dataset = dict(self.split.get().items()).get(name)
@@ -579,10 +574,8 @@ class Report:
 
     def key_settings(self, config: dict, train: dict) -> str:
         """The handful of choices that explain a result, as chips; the rest stays folded."""
-        from cnnlab.train.config import DEFAULT_LR
-
         optimizer = train.get("optimizer")
-        lr = train.get("lr") if train.get("lr") is not None else DEFAULT_LR.get(optimizer)
+        lr = train.get("lr")  # config.json holds the rate the run used, defaults resolved
         size = (self.run.config.get("resolved") or {}).get("size") or config.get("size")
         items = [
             ("model", config.get("model")),

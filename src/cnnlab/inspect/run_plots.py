@@ -9,6 +9,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.export.saved import load
 from cnnlab.inspect import plots
 from cnnlab.inspect.report import read_run
+from cnnlab.runs.reading import load_run_split
 
 
 def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
@@ -19,8 +20,6 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     data; if that is no longer where the run found it, they are skipped with a warning and the
     others are still drawn.
     """
-    from cnnlab.train.run import load_run_split
-
     run = read_run(run_dir)
     # Everything that can refuse the run is read before the first picture is written.
     model = load(run.path)

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError
-from cnnlab.runs.files import fsync_folder, parse_json, replace
+from cnnlab.files import fsync_folder, parse_json, replace
 
 CONFIG = "config.json"
 FINISHED = "run.json"
@@ -49,7 +49,7 @@ RUN_CONTENTS = frozenset(
     }
 )
 _PARTIAL = re.compile(r"^\.(?P<name>.+)\.partial$")
-#: Temporary files of atomic writes (see :mod:`cnnlab.runs.files`) that a kill left behind.
+#: Temporary files of atomic writes (see :mod:`cnnlab.files`) that a kill left behind.
 _TEMPORARY = re.compile(r"^\..+\.tmp$")
 # What an extension copies of a finished run but must make anew.
 _REMADE = ("report.html", "plots", FINISHED)

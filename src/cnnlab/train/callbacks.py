@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from cnnlab.runs.files import naming
+from cnnlab.files import naming
 
 HISTORY_COLUMNS = (
     "epoch",

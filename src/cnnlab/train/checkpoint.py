@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from cnnlab.errors import CnnlabError
-from cnnlab.runs.files import parse_json, to_json, write_tensors
+from cnnlab.files import parse_json, to_json, write_tensors
 
 FORMAT = "cnnlab-checkpoint"
 FORMAT_VERSION = "2"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnnlab.data.sources import BUILTIN as BUILTIN_DATA
+from cnnlab.data.sources import DataSpec
 from cnnlab.errors import CnnlabError
 from cnnlab.train.config import TrainConfig
 
@@ -81,6 +82,21 @@ class RunConfig:
         if "split" in run_options:
             run_options["split"] = parse_split(run_options["split"])
         return cls(**run_options, train=TrainConfig(**train_options))
+
+    def data_spec(self) -> DataSpec:
+        """The options that decide which images the run reads, and how it splits them."""
+        return DataSpec(
+            data=tuple(self.data),
+            pattern=self.pattern,
+            size=self.size,
+            channels=self.channels,
+            plane=self.plane,
+            split=self.split,
+            equalize=self.equalize,
+            seed=self.train.seed,
+            skip_bad=self.skip_bad,
+            cache=self.cache,
+        )
 
     def to_dict(self) -> dict:
         """The run's options as saved in its folder (``quiet`` is not one: it is how one

@@ -23,24 +23,16 @@ from pathlib import Path
 import torch
 
 from cnnlab.data.augment import augment, parse_specs
-from cnnlab.data.dataset import ImageDataset, Normalizer
-from cnnlab.data.folders import load_folders
-from cnnlab.data.mnist import mnist
-from cnnlab.data.split import (
-    Split,
-    apply_manifest,
-    balance_warnings,
-    carve_validation,
-    format_class_table,
-    split_dataset,
-    write_manifest,
-)
+from cnnlab.data.dataset import Normalizer
+from cnnlab.data.sources import load_split
+from cnnlab.data.split import Split, balance_warnings, format_class_table, write_manifest
 from cnnlab.errors import CnnlabError, RunInterrupted, TrainingDiverged, describe_os_error
 from cnnlab.evaluate import evaluate_subsets, format_metrics
 from cnnlab.export.saved import save_model
+from cnnlab.files import read_json, write_json
 from cnnlab.models import create_model, model_info
 from cnnlab.runs import folder as runs
-from cnnlab.runs.files import read_json, write_json
+from cnnlab.runs.reading import headline_subset, load_run_split
 from cnnlab.train.callbacks import CSVLogger, ProgressBar
 from cnnlab.train.checkpoint import read_checkpoint_meta
 from cnnlab.train.loop import History, fit, resolve_device
@@ -54,86 +46,12 @@ from cnnlab.train.options import (
 
 __all__ = [
     "RunConfig",
-    "evaluate_saved",
-    "load_run_split",
     "load_toml",
     "parse_size",
     "parse_split",
     "resume_training",
     "run_training",
 ]
-
-DEFAULT_FOLDER_SIZE = (32, 32)
-MAX_UPSCALE = 2.0  # enlarging an image more than this invents no detail: refuse by default
-
-
-# --------------------------------------------------------------------------------- data
-
-
-def load_data(config: RunConfig) -> Split:
-    """Reads, converts, resizes and splits the data named in ``config``."""
-    if not config.data:
-        raise CnnlabError("--data: name at least one data source (mnist or a folder)")
-    if "mnist" in config.data:
-        if len(config.data) > 1:
-            raise CnnlabError(
-                "--data mnist cannot be merged with folders; train on one or the other"
-            )
-        split = _mnist_split(config)
-    else:
-        dataset = _shape(_load_folders(config), config)
-        split = split_dataset(
-            dataset, config.split or (60, 30, 10), seed=config.train.seed, equalize=config.equalize
-        )
-    return split
-
-
-def _shape(dataset: ImageDataset, config: RunConfig) -> ImageDataset:
-    if config.channels is not None:
-        dataset = dataset.to_channels(config.channels)
-    size = config.size
-    if size is None and not dataset.uniform:
-        size = DEFAULT_FOLDER_SIZE
-        lo, hi = min(dataset.sizes()), max(dataset.sizes())
-        warnings.warn(
-            f"images range from {lo[0]}x{lo[1]} to {hi[0]}x{hi[1]}; resizing all to "
-            f"{size[0]}x{size[1]} (choose with --size)",
-            stacklevel=2,
-        )
-    if size is None:
-        return dataset
-    small = dataset.too_small(size, MAX_UPSCALE)
-    if small and not config.skip_bad:
-        h, w = dataset.sizes()[small[0]]
-        raise CnnlabError(
-            f"{dataset.paths[small[0]]}: {h}x{w} pixels is too small for --size "
-            f"{size[0]}x{size[1]} (more than {MAX_UPSCALE:g}x enlargement; {len(small)} such "
-            "image(s)); choose a smaller --size, or --skip-bad to leave them out"
-        )
-    if small:
-        warnings.warn(
-            f"left out {len(small)} image(s) too small for {size[0]}x{size[1]}, e.g. "
-            f"{dataset.paths[small[0]]}",
-            stacklevel=2,
-        )
-        dataset = dataset.select(sorted(set(range(len(dataset))) - set(small)))
-    return dataset.resize(size)
-
-
-def _mnist_split(config: RunConfig) -> Split:
-    train, test = mnist()
-    train, test = _shape(train, config), _shape(test, config)
-    shares = config.split or (90.0, 10.0)
-    if len(shares) == 3:
-        raise CnnlabError(
-            "--split for mnist takes train,valid shares of its training set (e.g. 90,10); "
-            "its test set is fixed"
-        )
-    if shares[1] == 0:
-        return Split(train=train.with_subset("train"), valid=None, test=test)
-    train, valid = carve_validation(train, shares[1], seed=config.train.seed)
-    return Split(train=train, valid=valid, test=test)
-
 
 # --------------------------------------------------------------------------------- run
 
@@ -150,7 +68,7 @@ def run_training(config: RunConfig, callbacks: Sequence[object] = ()) -> Path:
     if config.out is not None:  # fail fast; checked again under the lock below
         runs.check_target(runs.target_of(config.out), config.overwrite)
     warm_up_optimizers()
-    split = load_data(config)
+    split = load_split(config.data_spec())
     model = _build_model(config, split)
     with ExitStack() as held:
         out = _claim_out_folder(config, held)
@@ -478,11 +396,6 @@ def _write_report(folder: Path, **loaded: object) -> None:
         warnings.warn(f"no HTML report ({reason})", stacklevel=2)
 
 
-def headline_subset(metrics: dict) -> str:
-    """The subset a run is judged on: test, else validation, else training."""
-    return next(name for name in ("test", "valid", "train") if name in metrics)
-
-
 def _print_result(out: Path, quiet: bool) -> None:
     """The run's results on stdout: the headline metrics, the subset table, the final line."""
     metrics = read_json(out / "metrics.json", "metrics")
@@ -543,73 +456,3 @@ def _read_config(folder: Path) -> RunConfig:
     train = data.pop("train")
     data.pop("out", None)
     return RunConfig.from_options({**data, **train})
-
-
-def _load_folders(config: RunConfig) -> ImageDataset:
-    return load_folders(
-        config.data,
-        pattern=config.pattern,
-        channels=config.channels,
-        plane=config.plane,
-        skip_bad=config.skip_bad,
-        cache=config.cache,
-    )
-
-
-def evaluate_saved(
-    model_path: str | Path, data: Sequence[str] | None = None, pattern: str | None = None
-) -> dict[str, dict]:
-    """Metrics of a saved model: on ``data`` specs, or on its run's own subsets.
-
-    Folder data is matched to the model by class name, converted to its channels and resized
-    to its input size, as at training time.
-    """
-    from cnnlab.data.sources import load_sources
-    from cnnlab.export.saved import load
-
-    model = load(model_path)
-    if not data:
-        run_dir = Path(model_path) if Path(model_path).is_dir() else Path(model_path).parent
-        if not (run_dir / "config.json").exists():
-            raise CnnlabError(
-                f"{model_path}: not a run folder; name the data to evaluate on with --data"
-            )
-        split = load_run_split(run_dir)
-        return evaluate_subsets(
-            model, {"train": split.train, "valid": split.valid, "test": split.test}
-        )
-    sources = load_sources(data, pattern=pattern, channels=model.in_chans)
-    return evaluate_subsets(model, {name: _fit_to_model(ds, model) for name, ds in sources.items()})
-
-
-def _fit_to_model(dataset: ImageDataset, model: torch.nn.Module) -> ImageDataset:
-    """The dataset relabelled to the model's class order and resized to its input size."""
-    names = tuple(model.class_names)
-    unknown = [c for c in dataset.class_names if c not in names]
-    if unknown:
-        raise CnnlabError(
-            f"{dataset.name}: class(es) {', '.join(unknown)} unknown to the model, which knows "
-            f"{', '.join(names)}; rename the folders or evaluate on matching data"
-        )
-    if dataset.bit_depth != model.bit_depth:
-        raise CnnlabError(
-            f"{dataset.name}: {dataset.bit_depth}-bit images, but the model learned on "
-            f"{model.bit_depth}-bit images; convert them first"
-        )
-    mapping = torch.tensor([names.index(c) for c in dataset.class_names])
-    relabelled = dataset.replace(labels=mapping[dataset.labels], class_names=names)
-    return relabelled.to_channels(model.in_chans).resize(tuple(model.input_size))
-
-
-def load_run_split(run_dir: str | Path) -> Split:
-    """The train/valid/test split of a run, re-loaded from its config.json (and split.csv).
-
-    Folder data is re-read and put back into the subsets the manifest records, so the report
-    and later evaluations look at exactly the images the run trained and was tested on.
-    """
-    run_dir = Path(run_dir)
-    config = _read_config(run_dir)
-    manifest = run_dir / "split.csv"
-    if manifest.exists():
-        return apply_manifest(_shape(_load_folders(config), config), manifest)
-    return load_data(config)

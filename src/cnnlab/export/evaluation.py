@@ -1,0 +1,58 @@
+"""Metrics of a saved model: on its run's own subsets, or on new labelled data."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from cnnlab.data.dataset import ImageDataset
+from cnnlab.data.sources import load_sources
+from cnnlab.errors import CnnlabError
+from cnnlab.evaluate import evaluate_subsets
+from cnnlab.export.saved import load
+from cnnlab.runs.folder import is_run_folder
+from cnnlab.runs.reading import load_run_split
+
+
+def evaluate_saved(
+    model_path: str | Path, data: Sequence[str] | None = None, pattern: str | None = None
+) -> dict[str, dict]:
+    """Metrics of a saved model: on ``data`` specs, or on its run's own subsets.
+
+    Folder data is matched to the model by class name, converted to its channels and resized
+    to its input size, as at training time.
+    """
+    model = load(model_path)
+    if not data:
+        run_dir = Path(model_path) if Path(model_path).is_dir() else Path(model_path).parent
+        if not is_run_folder(run_dir):
+            raise CnnlabError(
+                f"{model_path}: not a run folder; name the data to evaluate on with --data"
+            )
+        split = load_run_split(run_dir)
+        return evaluate_subsets(
+            model, {"train": split.train, "valid": split.valid, "test": split.test}
+        )
+    sources = load_sources(data, pattern=pattern, channels=model.in_chans)
+    return evaluate_subsets(model, {name: fit_to_model(ds, model) for name, ds in sources.items()})
+
+
+def fit_to_model(dataset: ImageDataset, model: torch.nn.Module) -> ImageDataset:
+    """The dataset relabelled to the model's class order and resized to its input size."""
+    names = tuple(model.class_names)
+    unknown = [c for c in dataset.class_names if c not in names]
+    if unknown:
+        raise CnnlabError(
+            f"{dataset.name}: class(es) {', '.join(unknown)} unknown to the model, which knows "
+            f"{', '.join(names)}; rename the folders or evaluate on matching data"
+        )
+    if dataset.bit_depth != model.bit_depth:
+        raise CnnlabError(
+            f"{dataset.name}: {dataset.bit_depth}-bit images, but the model learned on "
+            f"{model.bit_depth}-bit images; convert them first"
+        )
+    mapping = torch.tensor([names.index(c) for c in dataset.class_names])
+    relabelled = dataset.replace(labels=mapping[dataset.labels], class_names=names)
+    return relabelled.to_channels(model.in_chans).resize(tuple(model.input_size))
