@@ -37,7 +37,7 @@ def test_data_summary_of_mnist_matches_known_counts(capsys):
     assert list(summary["test"]["classes"].values()) == MNIST_TEST_COUNTS
     assert summary["train"]["bit_depth"] == 8 and summary["train"]["height"] == [28, 28]
     code, out, _ = run(capsys, "data", "summary", "mnist")
-    assert "5923" in out and "60000" in out
+    assert "5,923" in out and "60000" in out
 
 
 @pytest.fixture(scope="module")

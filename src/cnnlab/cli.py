@@ -20,116 +20,36 @@ from cnnlab.errors import CnnlabError, describe_os_error
 
 
 def _train_options(parser: argparse.ArgumentParser) -> None:
-    """Flags that mirror :class:`cnnlab.RunConfig` and :class:`cnnlab.TrainConfig`.
+    """The flags of :class:`cnnlab.RunConfig` and :class:`cnnlab.TrainConfig`, from their fields.
 
     Every default is None so that a ``--config`` TOML file's values apply unless a flag is given.
     """
-    data = parser.add_argument_group("data")
-    data.add_argument(
-        "--data",
-        action="append",
-        metavar="SPEC",
-        help="mnist or a folder of class folders (repeatable; folders merge) [mnist]",
-    )
-    data.add_argument("--pattern", help="glob selecting image files, e.g. '*.tif'")
-    data.add_argument("--size", help="resize images to H or HxW, e.g. 32 or 32x48")
-    data.add_argument(
-        "--channels",
-        type=int,
-        choices=(1, 3),
-        help="convert images to 1 (gray) or 3 (RGB) channels",
-    )
-    data.add_argument("--plane", type=int, help="plane to take from multi-plane TIFF stacks")
-    data.add_argument(
-        "--split",
-        help="train,valid[,test] percentages [folders: 60,30,10; mnist: 90,10 of its training set]",
-    )
-    data.add_argument(
-        "--equalize",
-        action="store_true",
-        default=None,
-        help="undersample larger classes in the training set",
-    )
-    data.add_argument(
-        "--augment",
-        action="append",
-        metavar="SPEC",
-        help="augment the training set: rotate:90,-90,45 | randrot:15 | flip[:h|v|hv] | "
-        "noise:0.1 | shift:2 | a+b (repeatable)",
-    )
-    data.add_argument(
-        "--skip-bad",
-        action="store_true",
-        default=None,
-        help="skip unreadable image files with a warning instead of stopping",
-    )
-    data.add_argument(
-        "--no-cache",
-        dest="cache",
-        action="store_false",
-        default=None,
-        help="do not cache decoded folder images",
-    )
-    model = parser.add_argument_group("model and training")
-    model.add_argument("--model", help="network name (see 'cnnlab models') [lenet5]")
-    model.add_argument("--epochs", type=int)
-    model.add_argument("--batch-size", type=int)
-    model.add_argument("--optimizer", help="sgd, adam, adamw, rmsprop or adadelta")
-    model.add_argument("--lr", type=float, help="learning rate (peak rate for onecycle)")
-    model.add_argument("--momentum", type=float)
-    model.add_argument(
-        "--nesterov",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="Nesterov momentum for SGD [on]",
-    )
-    model.add_argument(
-        "--amp",
-        action="store_true",
-        default=None,
-        help="mixed precision (bfloat16 autocast; pays off on GPUs, rarely on CPUs)",
-    )
-    model.add_argument("--wd", type=float, help="weight decay")
-    model.add_argument("--init", help="default, normal, xavier or kaiming")
-    model.add_argument("--init-sigma", type=float, help="standard deviation of --init normal")
-    model.add_argument("--schedule", help="constant, step, cosine, onecycle or plateau")
-    model.add_argument("--step-size", type=int, help="epochs between decays of --schedule step")
-    model.add_argument("--gamma", type=float, help="decay factor of --schedule step and plateau")
-    model.add_argument("--label-smoothing", type=float)
-    model.add_argument(
-        "--patience", type=int, help="stop after this many epochs without improvement"
-    )
-    model.add_argument(
-        "--monitor", help="valid_loss or valid_accuracy (for best epoch and patience)"
-    )
-    model.add_argument("--seed", type=int)
-    model.add_argument("--device", help="auto, cpu or cuda")
-    model.add_argument("--threads", type=int, help="CPU threads for PyTorch")
-    run = parser.add_argument_group("run folder")
-    run.add_argument("--out", help="run folder [runs/<time>-<model>-<data>]")
-    run.add_argument(
-        "--overwrite", action="store_true", default=None, help="replace an existing run folder"
-    )
+    from cnnlab.train.options import cli_options
+
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for option in cli_options():
+        group = groups.get(option.group) or groups.setdefault(
+            option.group, parser.add_argument_group(option.group)
+        )
+        common = {"dest": option.dest, "default": None, "help": option.help}
+        if option.kind == "true":
+            group.add_argument(option.flag, action="store_true", **common)
+        elif option.kind == "false":
+            group.add_argument(option.flag, action="store_false", **common)
+        elif option.kind == "both":
+            group.add_argument(option.flag, action=argparse.BooleanOptionalAction, **common)
+        else:
+            action = "append" if option.kind == "append" else "store"
+            group.add_argument(
+                option.flag, action=action, type=option.type, metavar=option.metavar, **common
+            )
+    run = groups["run folder"]
     run.add_argument(
         "--resume",
         metavar="RUN_DIR",
-        help="continue an interrupted run (with --epochs to extend it)",
+        help="finish an interrupted run, or with --epochs train a finished one further",
     )
     run.add_argument("--config", metavar="FILE", help="TOML file of options; flags override it")
-    run.add_argument(
-        "--tensorboard",
-        action="store_true",
-        default=None,
-        help="also write TensorBoard event files",
-    )
-    run.add_argument(
-        "--no-report",
-        dest="report",
-        action="store_false",
-        default=None,
-        help="skip the HTML report",
-    )
-    run.add_argument("--quiet", action="store_true", default=None, help="print only the final line")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--size", default="28", help="input size H or HxW for a network name [28]"
     )
     model_summary.add_argument("--channels", type=int, default=1)
+    model_summary.add_argument(
+        "--model-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option of the network, e.g. kernel=3 (repeatable)",
+    )
     model_summary.add_argument("--classes", type=int, default=10)
     return parser
 
@@ -248,6 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CnnlabError as error:
         print(f"cnnlab: error: {error}", file=sys.stderr)
         return error.exit_code
+    except BrokenPipeError:
+        # The reader of stdout went away (`cnnlab models | head`): nothing to say. Python
+        # would complain again when it flushes stdout at exit, so point that at /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as error:
         print(f"cnnlab: error: {describe_os_error(error)}", file=sys.stderr)
         return CnnlabError.exit_code
@@ -433,21 +365,42 @@ def _models(args: argparse.Namespace) -> int:
         params = count_parameters(
             create_model(name, in_chans=1, num_classes=10, input_size=(28, 28))
         )
-        print(f"{name:<14} {params:>28,}  {model_info(name)['description']}")
+        info = model_info(name)
+        print(f"{name:<14} {params:>28,}  {info['description']}")
+        if info["kwargs"]:
+            print(f"{'':<14} {'':>28}  --model-option: {_option_text(info['kwargs'])}")
     return 0
+
+
+def _option_text(options: dict) -> str:
+    """``padding=auto, hidden=120,84``: options as they are typed."""
+
+    def text(value: object) -> str:
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, list | tuple):
+            return ",".join(str(v) for v in value)
+        return str(value)
+
+    return ", ".join(f"{key}={text(value)}" for key, value in options.items())
 
 
 def _summary(args: argparse.Namespace) -> int:
     from cnnlab.export.saved import load
-    from cnnlab.models import create_model, list_models
+    from cnnlab.models import create_model, list_models, parse_model_options
     from cnnlab.models.summary import model_summary
     from cnnlab.train.options import parse_size
 
     if args.model in list_models():
         size = parse_size(args.size)
+        options = parse_model_options(args.model_option, args.model)
         try:
             model = create_model(
-                args.model, in_chans=args.channels, num_classes=args.classes, input_size=size
+                args.model,
+                in_chans=args.channels,
+                num_classes=args.classes,
+                input_size=size,
+                **options,
             )
         except CnnlabError as error:
             flags = f"--size {args.size} --channels {args.channels} --classes {args.classes}"

@@ -69,7 +69,7 @@ def test_resize_down_matches_pillow_antialiased_bilinear():
 def test_resize_rejects_bad_size_and_stays_put_when_already_sized():
     dataset = dataset_of(random_images((2, 1, 5, 7)))
     assert dataset.resize((5, 7)) is dataset
-    with pytest.raises(CnnlabError, match="size must be positive"):
+    with pytest.raises(CnnlabError, match=r"^--size \(size=\) must be positive"):
         dataset.resize((0, 4))
 
 
@@ -91,7 +91,7 @@ def test_to_channels_gray_uses_itu_601_weights_and_rgb_repeats():
     assert back.channels == 3
     for c in range(3):
         assert torch.equal(back.images[:, c], gray.images[:, 0])
-    with pytest.raises(CnnlabError, match="channels must be 1 or 3"):
+    with pytest.raises(CnnlabError, match=r"^--channels \(channels=\) must be 1 or 3"):
         gray.to_channels(2)
 
 
@@ -234,6 +234,7 @@ def test_class_counts_and_summary():
         "subset": "train",
         "n": 3,
         "classes": {"a": 2, "b": 0, "c": 1},
+        "class_shares": {"a": 2 / 3, "b": 0.0, "c": 1 / 3},
         "channels": 1,
         "bit_depth": 16,
         "dtype": "int32",
@@ -241,3 +242,4 @@ def test_class_counts_and_summary():
         "width": [3, 6],
     }
     assert dataset.num_classes == 3
+    assert dataset.select([]).class_shares() == {"a": None, "b": None, "c": None}

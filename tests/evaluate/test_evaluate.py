@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +14,12 @@ from torch import nn
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import evaluate, evaluate_subsets, per_sample, predict_proba
-from cnnlab.evaluate.evaluate import GRAPH_MIN_BATCHES, _logits, inference_graph
+from cnnlab.evaluate.evaluate import (
+    GRAPH_MIN_BATCHES,
+    TORCHSCRIPT_DEPRECATED,
+    _logits,
+    inference_graph,
+)
 from cnnlab.models import create_model, list_models
 from cnnlab.models.base import ImageClassifier
 
@@ -191,3 +199,41 @@ def test_inference_graph_leaves_unknown_and_hooked_modules_eager() -> None:
     assert inference_graph(model, example) is model
     _logits(model, torch.zeros(GRAPH_MIN_BATCHES * 2, 1, 12, 12), batch_size=2, device="cpu")
     assert len(calls) == GRAPH_MIN_BATCHES  # the hook ran for every batch
+
+
+def test_only_torchscripts_deprecation_notice_is_silenced() -> None:
+    model = create_model("lenet5", in_chans=1, num_classes=3, input_size=(12, 12)).eval()
+    example = torch.zeros(4, 1, 12, 12)
+    with warnings.catch_warnings(record=True) as direct:
+        warnings.simplefilter("always")
+        torch.jit.freeze(torch.jit.trace(model, example, check_trace=False))
+    notices = [w for w in direct if issubclass(w.category, DeprecationWarning)]
+    assert notices, "torch no longer warns: the filter in inference_graph can go"
+    assert all(re.match(TORCHSCRIPT_DEPRECATED, str(w.message)) for w in notices)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        graph = inference_graph(model, example)
+    assert isinstance(graph, torch.jit.ScriptModule)
+    assert [str(w.message) for w in caught] == []
+
+
+def test_other_warnings_during_inference_reach_the_caller(monkeypatch) -> None:
+    # nn.Softmax() without dim warns when it runs, which is while the graph is traced.
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Softmax()).eval()
+    images = torch.zeros(GRAPH_MIN_BATCHES * 2, 1, 6, 6)
+    with pytest.warns(UserWarning, match="Implicit dimension choice for softmax"):
+        assert isinstance(inference_graph(model, images[:2]), torch.jit.ScriptModule)
+    with pytest.warns(UserWarning, match="Implicit dimension choice for softmax"):
+        _logits(model, images, batch_size=2, device="cpu")
+    # Another deprecation, raised inside the filtered block, is not TorchScript's notice.
+    freeze = torch.jit.freeze
+
+    def noisy_freeze(module, *args, **kwargs):
+        warnings.warn("`cnnlab.something` is deprecated", DeprecationWarning, stacklevel=2)
+        return freeze(module, *args, **kwargs)
+
+    monkeypatch.setattr(torch.jit, "freeze", noisy_freeze)
+    lenet = create_model("lenet5", in_chans=1, num_classes=3, input_size=(12, 12)).eval()
+    with pytest.warns(DeprecationWarning, match="cnnlab.something") as caught:
+        assert isinstance(inference_graph(lenet, torch.zeros(4, 1, 12, 12)), torch.jit.ScriptModule)
+    assert not any(re.match(TORCHSCRIPT_DEPRECATED, str(w.message)) for w in caught)

@@ -198,12 +198,72 @@ def test_undefined_ratios_are_none_and_json_is_strict() -> None:
     metrics = classification_metrics(*labels_from_confusion(confusion), ["a", "b", "c"])
     b, c = metrics["per_class"]["b"], metrics["per_class"]["c"]
     assert b["precision"] is None and b["pos_pred_value"] is None
-    assert b["recall"] == 0.0 and b["f1"] == 0.0
+    # Never predicted: no precision, so no F1 (caret prints NA), though recall is 0.
+    assert b["recall"] == 0.0 and b["f1"] is None
     assert c["recall"] is None and c["f1"] is None and c["balanced_accuracy"] is None
     assert c["specificity"] == 1.0
-    assert metrics["macro_f1"] == pytest.approx((2 * 4 / (8 + 2) + 0.0) / 2)
+    # Only "a" has an F1 (TP 4, FP 2, FN 0): the macro mean skips the undefined ones ...
+    assert metrics["macro_f1"] == pytest.approx(2 * 4 / (8 + 2), rel=1e-15)
+    # ... while the support-weighted mean counts b's 2 images with F1 0.
+    assert metrics["weighted_f1"] == pytest.approx(4 * 0.8 / 6, rel=1e-15)
     assert metrics["mcnemar_p_value"] is None
-    json.dumps(metrics, allow_nan=False)
+    text = json.dumps(metrics, allow_nan=False)
+    assert json.loads(text)["per_class"]["b"]["f1"] is None
+
+
+def test_f1_is_zero_when_a_class_is_predicted_but_never_right() -> None:
+    # "b" is present (2) and predicted (1) but never correctly: precision = recall = 0.
+    confusion = [[3, 1], [2, 0]]
+    metrics = classification_metrics(*labels_from_confusion(confusion), ["a", "b"])
+    b = metrics["per_class"]["b"]
+    assert (b["precision"], b["recall"], b["f1"]) == (0.0, 0.0, 0.0)
+    assert metrics["macro_f1"] == pytest.approx((2 * 3 / (6 + 2 + 1) + 0.0) / 2, rel=1e-15)
+
+
+def test_macro_f1_is_none_when_no_class_has_an_f1() -> None:
+    # Every image is "a" and predicted "b": a is never predicted, b never present.
+    metrics = classification_metrics([0, 0, 0], [1, 1, 1], ["a", "b"])
+    assert [stats["f1"] for stats in metrics["per_class"].values()] == [None, None]
+    assert metrics["macro_f1"] is None and metrics["weighted_f1"] == 0.0
+    assert "macro_f1" in json.dumps(metrics, allow_nan=False)
+
+
+def _caret_by_class(confusion: np.ndarray) -> tuple[list, list, list]:
+    """precision, recall and F1 per class as caret's precision.table, recall.table and F_meas
+    compute them (NA -> None), with NaN from 0/0 in F_meas taken as 0."""
+    precision, recall, f1 = [], [], []
+    for i in range(len(confusion)):
+        predicted, present = confusion[:, i].sum(), confusion[i].sum()
+        p = confusion[i, i] / predicted if predicted > 0 else None
+        r = confusion[i, i] / present if present > 0 else None
+        precision.append(p)
+        recall.append(r)
+        f1.append(None if p is None or r is None else 0.0 if p + r == 0 else 2 * p * r / (p + r))
+    return precision, recall, f1
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_per_class_f1_and_macro_f1_match_caret_formulas(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(2, 6))
+    confusion = rng.integers(0, 4, (k, k)) * (rng.random((k, k)) < 0.6)
+    confusion[rng.integers(0, k), rng.integers(0, k)] += 1  # at least one sample
+    if seed % 3 == 0:
+        confusion[:, rng.integers(0, k)] = 0  # a class never predicted
+    if seed % 4 == 0:
+        confusion[rng.integers(0, k)] = 0  # a class never present
+    if confusion.sum() == 0:
+        confusion[0, 0] = 1
+    names = [f"c{i}" for i in range(k)]
+    metrics = classification_metrics(*labels_from_confusion(confusion.tolist()), names)
+    precision, recall, f1 = _caret_by_class(confusion)
+    for name, p, r, f in zip(names, precision, recall, f1, strict=True):
+        stats = metrics["per_class"][name]
+        for got, want in ((stats["precision"], p), (stats["recall"], r), (stats["f1"], f)):
+            assert got == (None if want is None else pytest.approx(want, rel=1e-12, abs=1e-15))
+    defined = [value for value in f1 if value is not None]
+    expected = sum(defined) / len(defined) if defined else None
+    assert metrics["macro_f1"] == (None if expected is None else pytest.approx(expected, rel=1e-12))
 
 
 def test_kappa_is_none_when_chance_agreement_is_perfect() -> None:
@@ -263,6 +323,24 @@ def test_format_metrics_reads_like_caret() -> None:
     row = next(line for line in lines if line.split() == ["ring", "40", "10"])
     assert len(header) == len(row)
     assert "Class: ring" in text and "Balanced Accuracy" in text
+
+
+def test_format_metrics_prints_na_for_undefined_values() -> None:
+    # "b" is never predicted and "c" never present: their precision and F1 are NA, as in caret.
+    confusion = [[4, 0, 1], [2, 0, 0], [0, 0, 0]]
+    metrics = classification_metrics(*labels_from_confusion(confusion), ["a", "b", "c"])
+    lines = format_metrics(metrics).splitlines()
+
+    def row(label: str) -> list[str]:
+        line = next(line.lstrip() for line in lines if line.lstrip().startswith(label + " "))
+        return line[len(label) :].split()
+
+    assert row("F1") == [f"{2 * 4 / (8 + 1 + 2):.4f}", "NA", "NA"]
+    assert row("Pos Pred Value (Precision)") == ["0.6667", "NA", "0.0000"]
+    assert row("Sensitivity (Recall)") == ["0.8000", "0.0000", "NA"]
+    # Right-aligned: every row of the class table ends where its header does.
+    table = lines[lines.index("Statistics by Class:") + 2 :]
+    assert len({len(line) for line in table if line}) == 1
 
 
 def test_format_metrics_splits_wide_class_tables() -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -9,6 +12,14 @@ from torch import nn
 from cnnlab.models import ImageClassifier, create_model, list_models
 
 ZOO = list_models()
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_parameter_counts() -> dict[str, int]:
+    """The README's "Networks" table: name -> parameters for 1x28x28 images and 10 classes."""
+    section = README.read_text(encoding="utf-8").split("\n## Networks\n", 1)[1].split("\n## ")[0]
+    rows = re.findall(r"^\| `(\w+)` \|.*\| ([\d,]+) \|$", section, flags=re.MULTILINE)
+    return {name: int(count.replace(",", "")) for name, count in rows}
 
 
 def n_params(model: nn.Module) -> int:
@@ -98,6 +109,13 @@ def test_convnet_bn_is_small_and_has_no_dense_bottleneck() -> None:
     assert [type(m) for m in model.modules() if isinstance(m, nn.Linear)] == [nn.Linear]
     assert any(isinstance(m, nn.AdaptiveAvgPool2d) for m in model.features)
     assert all(m.groups == 1 for m in model.modules() if isinstance(m, nn.Conv2d))
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_readme_documents_the_parameter_count(name: str) -> None:
+    counts = readme_parameter_counts()
+    assert name in counts, f"add {name} to the Networks table of README.md"
+    assert n_params(create_model(name, in_chans=1, num_classes=10, input_size=28)) == counts[name]
 
 
 @pytest.mark.parametrize("name", ZOO)

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from zoo_arithmetic import fits
 
 from cnnlab.errors import CnnlabError
 from cnnlab.models import (
@@ -19,7 +20,9 @@ from cnnlab.models import (
     registry,
 )
 
-ZOO = [
+ZOO = list_models()
+# Names that runs, saved models and the course recipes use: they must stay registered.
+KNOWN = {
     "cnn_dropout",
     "convnet_bn",
     "lenet5",
@@ -29,38 +32,22 @@ ZOO = [
     "lenet_wide",
     "mlp",
     "mlp_dropout",
-]
-
-
-def conv_out(size: int, kernel: int, padding: int = 0) -> int:
-    return size + 2 * padding - kernel + 1
-
-
-def hand_min_side(name: str) -> int:
-    """Smallest square side whose every layer output is >= 1, by the textbook size formulas."""
-
-    def lenet_ok(side: int, kernel: int, padding: int) -> bool:
-        after = conv_out(side, kernel, padding) // 2
-        return after >= kernel and (after - kernel + 1) // 2 >= 1
-
-    rules = {
-        "mlp": lambda s: True,
-        "mlp_dropout": lambda s: True,
-        "lenet5": lambda s: lenet_ok(s, 5, 2 if s < 32 else 0),
-        "lenet5_tanh": lambda s: lenet_ok(s, 5, 2 if s < 32 else 0),
-        "lenet5_bn": lambda s: lenet_ok(s, 5, 2 if s < 32 else 0),
-        "lenet5_3x3": lambda s: lenet_ok(s, 3, 0),
-        "lenet_wide": lambda s: lenet_ok(s, 5, 0),
-        "cnn_dropout": lambda s: conv_out(conv_out(s, 3), 3) // 2 >= 1,
-        "convnet_bn": lambda s: (s // 2) // 2 >= 1,
-    }
-    return next(side for side in range(1, 100) if rules[name](side))
+}
+# Smallest sides worked out by hand: each layer's output must keep at least one pixel.
+HAND_MIN_SIDE = {
+    "mlp": 1,  # no convolutions
+    "lenet5": 12,  # padded by 2: 12 -> 12 -> 6 -> 2 -> 1
+    "lenet5_3x3": 10,  # 10 -> 8 -> 4 -> 2 -> 1
+    "lenet_wide": 16,  # 16 -> 12 -> 6 -> 2 -> 1
+    "cnn_dropout": 6,  # 6 -> 4 -> 2 -> 1
+    "convnet_bn": 4,  # two 2x2 poolings: 4 -> 2 -> 1
+}
 
 
 def test_list_models_is_sorted_and_holds_the_zoo() -> None:
     names = list_models()
     assert names == sorted(names)
-    assert set(ZOO) <= set(names)
+    assert set(names) >= KNOWN
 
 
 def test_unknown_name_suggests_the_closest_and_lists_all() -> None:
@@ -152,16 +139,55 @@ def test_config_records_given_options() -> None:
 
 def test_model_info_describes_options() -> None:
     info = model_info("lenet5")
-    assert info["kwargs"] == {"padding": "auto"}
+    assert info["kwargs"] == {
+        "padding": "auto",
+        "kernel": 5,
+        "activation": "relu",
+        "filters": [6, 16],
+        "hidden": [120, 84],
+        "batch_norm": False,
+    }
     assert "LeNet" in info["description"]
     assert info["min_input_size"] == 12
     assert model_info("mlp_dropout")["kwargs"] == {"hidden": [128, 128], "dropout": 0.2}
 
 
+def test_lenet_variants_are_presets_of_one_builder() -> None:
+    # The defaults each name stands for; all other options are LeNet-5's.
+    differences = {
+        "lenet5": {},
+        "lenet5_tanh": {"activation": "tanh"},
+        "lenet5_bn": {"batch_norm": True},
+        "lenet5_3x3": {"padding": 0, "kernel": 3},
+        "lenet_wide": {"padding": 0, "activation": "tanh", "filters": [20, 50], "hidden": [500]},
+    }
+    base = model_info("lenet5")["kwargs"]
+    for name, changed in differences.items():
+        assert model_info(name)["kwargs"] == {**base, **changed}
+        variant = create_model(name, input_size=(36, 30))
+        plain = create_model("lenet5", input_size=(36, 30), **changed)
+        assert repr(variant) == repr(plain)
+        assert variant.cpu_channels_last == plain.cpu_channels_last == (name != "lenet5_bn")
+    # A saved config from before the options existed (only "padding") still rebuilds.
+    old = {"name": "lenet5_3x3", "in_chans": 1, "num_classes": 10, "input_size": [28, 28]}
+    rebuilt = model_from_config({**old, "kwargs": {"padding": 2}})
+    assert rebuilt.cnnlab_config["kwargs"] == {**model_info("lenet5_3x3")["kwargs"], "padding": 2}
+    assert sum(p.numel() for p in rebuilt.parameters()) == 81194
+
+
+@pytest.mark.parametrize("name", sorted(HAND_MIN_SIDE))
+def test_minimum_input_size_by_hand(name: str) -> None:
+    assert min_input_size(name) == HAND_MIN_SIDE[name]
+
+
 @pytest.mark.parametrize("name", ZOO)
 def test_minimum_input_size_is_exact(name: str) -> None:
     side = min_input_size(name)
-    assert side == hand_min_side(name)
+    # By the convolution arithmetic on the layers built for side x side: every layer keeps a
+    # pixel at that side and one loses its last at side - 1.
+    smallest = create_model(name, in_chans=2, input_size=side)
+    assert fits(smallest, (2, side, side))
+    assert side == 1 or not fits(smallest, (2, side - 1, side - 1))
     create_model(name, input_size=side)
     create_model(name, input_size=(side, side + 21))
     create_model(name, input_size=(side + 21, side))

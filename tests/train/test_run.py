@@ -258,3 +258,45 @@ def test_training_a_finished_run_further_replaces_it_only_when_done(bacteria, tm
     )
     whole = (longer / "history.csv").read_text().splitlines()
     assert [line.rsplit(",", 1)[0] for line in whole] == [line.rsplit(",", 1)[0] for line in lines]
+
+
+def test_validating_on_the_test_set_is_only_for_mnist_without_a_validation_share(bacteria):
+    for options in (
+        {"valid_on": "test"},
+        {"valid_on": "test", "split": "90,10"},
+        {"valid_on": "test", "split": "100,0,0", "data": [str(bacteria)]},
+    ):
+        with pytest.raises(CnnlabError, match="--valid-on 'test': needs --data mnist"):
+            run_training(RunConfig.from_options({**options, "quiet": True}))
+
+
+def test_validating_on_the_test_set_uses_the_test_images(monkeypatch):
+    from cnnlab.data import sources
+
+    small = sources.mnist()[0].select(range(300)), sources.mnist()[1].select(range(100))
+    monkeypatch.setattr(sources, "mnist", lambda: small)
+    spec = RunConfig.from_options({"split": "100,0", "valid_on": "test"}).data_spec()
+    split = sources.load_split(spec)
+    assert split.valid is not None and split.valid.subset == "valid"
+    assert split.valid.paths == split.test.paths and len(split.train) == 300
+
+
+def test_model_options_reach_the_network_and_its_saved_description(bacteria, tmp_path):
+    options = {
+        "data": [str(bacteria)],
+        "size": 28,
+        "epochs": 1,
+        "model": "lenet5_tanh",
+        "model_option": ["padding=0"],
+        "quiet": True,
+        "report": False,
+        "cache": False,
+    }
+    with pytest.raises(CnnlabError, match="--model-option padding=-1"):
+        run_training(RunConfig.from_options({**options, "model_option": ["padding=-1"]}))
+    out = run_training(RunConfig.from_options({**options, "out": str(tmp_path / "run")}))
+    model = load(out)
+    assert model.cnnlab_config["kwargs"]["padding"] == 0
+    # conv 6@5x5 (156), conv 16@5x5 (2,416), dense 256->120, 120->84, 84->4: by hand
+    assert sum(p.numel() for p in model.parameters()) == 156 + 2416 + 30840 + 10164 + 340
+    assert json.loads((out / "config.json").read_text())["model_option"] == ["padding=0"]

@@ -6,7 +6,8 @@ The bundled MNIST is `cnnlab.datasets.mnist()` (here it would hide its own modul
 from __future__ import annotations
 
 from cnnlab.data.augment import add_noise, augment, flip, random_rotate, rotate, shift
-from cnnlab.data.dataset import ImageDataset, Normalizer, convert_channels, merge
+from cnnlab.data.channels import convert_channels
+from cnnlab.data.dataset import ImageDataset, Normalizer, merge
 from cnnlab.data.folders import load_folders
 from cnnlab.data.idx import read_idx, write_idx
 from cnnlab.data.imageio import read_image

@@ -323,7 +323,9 @@ Step = Callable[[ImageDataset, int], ImageDataset]
 
 
 def _spec_error(spec: str, reason: str) -> CnnlabError:
-    return CnnlabError(f"bad augmentation spec {spec!r}: {reason}; valid forms: {SPEC_FORMS}")
+    return CnnlabError(
+        f"--augment (specs=): bad augmentation spec {spec!r}: {reason}; valid forms: {SPEC_FORMS}"
+    )
 
 
 def _number(spec: str, text: str, what: str) -> float:
@@ -392,7 +394,7 @@ def parse_specs(specs: Sequence[str] | str, fill: Fill = "edge") -> list[list[St
     if isinstance(specs, str):
         specs = specs.split()
     if not specs:
-        raise CnnlabError(f"no augmentation given; valid forms: {SPEC_FORMS}")
+        raise CnnlabError(f"--augment (specs=): no augmentation given; valid forms: {SPEC_FORMS}")
     return [[_parse_step(spec, step, fill) for step in spec.split("+")] for spec in specs]
 
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cnnlab.data.channels import convert_channels
 from cnnlab.errors import CnnlabError
 
 SUBSETS = ("train", "valid", "test")
@@ -105,6 +106,10 @@ class ImageDataset:
         counts = torch.bincount(self.labels, minlength=self.num_classes).tolist()
         return dict(zip(self.class_names, counts, strict=True))
 
+    def class_shares(self) -> dict[str, float | None]:
+        """Each class's share of the images, from 0 to 1; see :func:`proportions`."""
+        return proportions(self.class_counts())
+
     # ----------------------------------------------------------------------------- selection
     def select(self, index: torch.Tensor | Sequence[int] | np.ndarray) -> ImageDataset:
         """The samples at ``index`` (integer positions), in that order."""
@@ -137,7 +142,7 @@ class ImageDataset:
         """
         height, width = (size, size) if isinstance(size, int) else size
         if height < 1 or width < 1:
-            raise CnnlabError(f"size must be positive, not {height}x{width}")
+            raise CnnlabError(f"--size (size=) must be positive, not {height}x{width}")
         if self.uniform and self.image_size == (height, width):
             return self
         if len(self) == 0:
@@ -188,7 +193,7 @@ class ImageDataset:
     def to_channels(self, channels: int) -> ImageDataset:
         """Grayscale (1) or RGB (3) images; see :func:`convert_channels`."""
         if channels not in (1, 3):
-            raise CnnlabError(f"channels must be 1 or 3, not {channels}")
+            raise CnnlabError(f"--channels (channels=) must be 1 or 3, not {channels}")
         if len(self) == 0:
             return self
         if self.uniform:
@@ -212,7 +217,7 @@ class ImageDataset:
 
     # ----------------------------------------------------------------------------- summary
     def summary(self) -> dict:
-        """Counts per class, size range, channels and bit depth, as plain data."""
+        """Counts and shares (0 to 1) per class, size range, channels and bit depth."""
         sizes = self.sizes() if len(self) else [(0, 0)]
         heights = [s[0] for s in sizes]
         widths = [s[1] for s in sizes]
@@ -221,6 +226,7 @@ class ImageDataset:
             "subset": self.subset,
             "n": len(self),
             "classes": self.class_counts(),
+            "class_shares": self.class_shares(),
             "channels": self.channels,
             "bit_depth": self.bit_depth,
             "dtype": str(self.dtype).replace("torch.", ""),
@@ -229,22 +235,10 @@ class ImageDataset:
         }
 
 
-def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
-    """Images (``(..., C, H, W)``) converted to 1 or 3 channels, keeping their dtype.
-
-    RGB to gray uses the ITU-R 601 luma weights, as Pillow and ImageJ do; a fourth (alpha)
-    channel is dropped; gray to RGB repeats the plane.
-    """
-    have = images.shape[-3]
-    if have == channels:
-        return images
-    if channels == 3 and have == 1:
-        return images.repeat_interleave(3, dim=-3)
-    if channels == 1 and have in (3, 4):
-        weights = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
-        gray = (images[..., :3, :, :].float() * weights).sum(dim=-3, keepdim=True)
-        return _cast_like(gray, images.dtype)
-    raise CnnlabError(f"cannot convert {have}-channel images to {channels} channels")
+def proportions(counts: Mapping[str, int]) -> dict[str, float | None]:
+    """Each count divided by their sum (None for every class when the sum is 0)."""
+    total = sum(counts.values())
+    return {name: count / total if total else None for name, count in counts.items()}
 
 
 def _cast_like(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -49,8 +49,9 @@ from tqdm.auto import tqdm
 
 from cnnlab.data.cache import Decoded, Record, cache_file, default_cache_dir, read_cache
 from cnnlab.data.cache import write_cache as _write_cache
+from cnnlab.data.channels import describe_channels
 from cnnlab.data.dataset import ImageDataset
-from cnnlab.data.imageio import IMAGE_EXTENSIONS, describe_channels, os_error, read_image_file
+from cnnlab.data.imageio import IMAGE_EXTENSIONS, os_error, read_image_file
 from cnnlab.errors import CnnlabError
 
 #: Below this many files to decode, a pool costs more than it saves.

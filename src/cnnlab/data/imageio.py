@@ -18,11 +18,12 @@ float          ``float32``      32
 =============  ===============  =========
 
 (PyTorch cannot flip or rotate ``uint16`` tensors, hence ``int32`` for 16-bit data.) Alpha
-channels are dropped: a classifier sees gray or RGB. The format is recognised from the file's
-first bytes, not its extension, so a PNG saved as ``.tif`` still loads correctly.
+channels are dropped: a classifier sees gray or RGB (converted by :mod:`cnnlab.data.channels`).
+The format is recognised from the file's first bytes, not its extension, so a PNG saved as
+``.tif`` still loads correctly.
 
 Pillow reads 16-bit *colour* PNGs (RGB, RGBA, gray+alpha) as 8-bit, so those are decoded by
-libpng (through imagecodecs, which tifffile uses too) instead.
+libpng through imagecodecs, a dependency of cnnlab that tifffile also uses for compressed TIFFs.
 
 A damaged file is refused rather than read as a wrong image: PNG chunks must pass their CRC, a
 TIFF's strips must lie inside the file (tifffile fills missing strips with zeros), any warning
@@ -49,6 +50,7 @@ import tifffile
 import torch
 from PIL import Image
 
+from cnnlab.data.channels import convert_array
 from cnnlab.data.headers import PNG_MAGIC as _PNG_MAGIC
 from cnnlab.data.headers import LogCapture, check_png_chunks, jpeg_size, logged_damage
 from cnnlab.errors import CnnlabError
@@ -60,9 +62,6 @@ MAX_IMAGE_BYTES = 1 << 30
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _PILLOW_FORMATS = ("PNG", "JPEG", "BMP", "DIB")  # Pillow reports some JPEGs as "MPO"
-_LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as Pillow and ImageJ use
-_CHANNELS = {1: "1 channel (gray)", 2: "2 channels (gray and alpha)", 3: "3 channels (RGB)"}
-_CHANNELS[4] = "4 channels (RGBA)"
 _OS_ERRORS = {
     errno.ENOENT: "not found",
     errno.EACCES: "permission denied; make it readable",
@@ -82,20 +81,15 @@ class FileImage:
     digest: str  #: BLAKE2b of the file's bytes, to recognise copies
 
 
-def describe_channels(samples: int) -> str:
-    """``samples`` as words: "1 channel (gray)", "4 channels (RGBA)"."""
-    return _CHANNELS.get(samples, f"{samples} channels")
-
-
 def read_image(
     path: str | os.PathLike, channels: int | None = None, plane: int | None = None
 ) -> tuple[torch.Tensor, int]:
     """The image at ``path`` as a ``(C, H, W)`` tensor, and the bit depth of the file.
 
-    ``channels=1`` turns RGB into gray (ITU-R 601 luma, rounded back to the integer type),
-    ``channels=3`` repeats a gray plane; ``None`` keeps what the file has. ``plane`` picks one
-    2D plane of a TIFF stack; a stack without ``plane`` is an error, because silently taking
-    the first slice of a z-stack or hyperstack is rarely what was meant.
+    ``channels=1`` turns RGB into gray, ``channels=3`` repeats a gray plane (both by
+    :func:`cnnlab.data.channels.convert_array`); ``None`` keeps what the file has. ``plane``
+    picks one 2D plane of a TIFF stack; a stack without ``plane`` is an error, because silently
+    taking the first slice of a z-stack or hyperstack is rarely what was meant.
     """
     array, bit_depth = read_array(path, channels=channels, plane=plane)
     return torch.from_numpy(array), bit_depth
@@ -129,7 +123,7 @@ def read_image_file(
             pixels = _read_png16(data, path) if _is_png16_colour(data) else _read_pillow(data, path)
         samples = pixels.shape[2] if pixels.ndim == 3 else 1
         array, bit_depth = _to_tensor_dtype(pixels, path)
-        array = _convert_channels(array, channels, path)
+        array = array if channels is None else convert_array(array, channels)
     except MemoryError:
         raise CnnlabError(f"{path}: not enough memory to decode it; free memory") from None
     digest = hashlib.blake2b(data, digest_size=16).hexdigest()
@@ -203,12 +197,7 @@ def _read_tiff(data: bytes, path: Path, plane: int | None) -> np.ndarray:
         except Exception as error:
             if (damage := logged_damage(path, records)) is not None:
                 raise damage from None
-            # tifffile decodes compressed TIFFs through imagecodecs; should that be missing,
-            # Pillow can stand in, but only for what it reads faithfully: one plane of 8-bit
-            # samples. Anything else would come back silently cut to 8 bits or to its first plane.
-            if "imagecodecs" not in str(error) or not _pillow_reads_faithfully(data):
-                raise _decoder_error(path, error) from None
-            return _read_pillow(data, path, formats=("TIFF",))
+            raise _decoder_error(path, error) from None
     if (damage := logged_damage(path, records)) is not None:
         raise damage
     if not stacks:
@@ -253,16 +242,6 @@ def _check_tiff_layout(series: list, size: int, path: Path) -> None:
                     raise CnnlabError(f"{path}: truncated TIFF (a strip ends past the end of file)")
 
 
-def _pillow_reads_faithfully(data: bytes) -> bool:
-    try:
-        with Image.open(io.BytesIO(data), formats=("TIFF",)) as image:
-            bits = image.tag_v2.get(258, (8,)) if hasattr(image, "tag_v2") else (8,)
-            bits = bits if isinstance(bits, tuple) else (bits,)
-            return getattr(image, "n_frames", 1) == 1 and max(bits) <= 8
-    except Exception:
-        return False
-
-
 def _planes(array: np.ndarray, axes: str, path: Path) -> np.ndarray:
     """``array`` reshaped to ``(planes, Y, X)`` or ``(planes, Y, X, S)``."""
     if "Y" not in axes or "X" not in axes:
@@ -302,10 +281,10 @@ def _check_declared_size(data: bytes, path: Path) -> None:
         _too_large(path, what, width * height * depth, width * height, Image.MAX_IMAGE_PIXELS)
 
 
-def _read_pillow(data: bytes, path: Path, formats: tuple[str, ...] = _PILLOW_FORMATS) -> np.ndarray:
+def _read_pillow(data: bytes, path: Path) -> np.ndarray:
     """Pixels of a PNG, JPEG or BMP file as ``(H, W)`` or ``(H, W, S)``."""
     try:
-        with Image.open(io.BytesIO(data), formats=formats) as image:
+        with Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS) as image:
             image.load()
             return _pillow_pixels(image)
     except Image.UnidentifiedImageError:
@@ -354,10 +333,8 @@ def _is_png16_colour(head: bytes) -> bool:
 
 def _read_png16(data: bytes, path: Path) -> np.ndarray:
     """Pixels of a 16-bit RGB, RGBA or gray+alpha PNG, exactly: (H, W, S) ``uint16`` (libpng)."""
-    try:
-        import imagecodecs  # a dependency of cnnlab; tifffile can do without it
-    except ImportError:
-        raise CnnlabError(f"{path}: a 16-bit colour PNG; pip install imagecodecs") from None
+    import imagecodecs  # imported when first needed: it is slow to import
+
     with _LIBRARY_LOG.capture() as records:
         try:
             pixels = imagecodecs.png_decode(data)
@@ -419,18 +396,3 @@ def _check_finite(array: np.ndarray, source_size: int, path: Path) -> None:
             f"{path}: {bad:,} of {array.size:,} pixels are not finite ({what}); fix the image, "
             "or pass --skip-bad (skip_bad=True) to leave it out"
         )
-
-
-def _convert_channels(array: np.ndarray, channels: int | None, path: Path) -> np.ndarray:
-    have = array.shape[0]
-    if channels is None or channels == have:
-        return array
-    if channels == 3 and have == 1:
-        return np.repeat(array, 3, axis=0)
-    if channels == 1 and have == 3:
-        gray = np.tensordot(_LUMA, array.astype(np.float64), axes=1)[np.newaxis]
-        if array.dtype.kind == "f":
-            return gray.astype(array.dtype)
-        info = np.iinfo(array.dtype)
-        return np.clip(np.rint(gray), info.min, info.max).astype(array.dtype)
-    raise CnnlabError(f"{path}: cannot convert {describe_channels(have)} to {channels}")

@@ -47,6 +47,8 @@ class DataSpec:
     plane: int | None = None
     split: tuple[float, ...] | None = None
     equalize: bool = False
+    #: "test" validates on MNIST's test set (with a 100,0 split), as the Keras notebooks do.
+    valid_on: str = "valid"
     seed: int = 0
     skip_bad: bool = False
     cache: bool = True
@@ -125,7 +127,8 @@ def _mnist_split(spec: DataSpec) -> Split:
             "its test set is fixed"
         )
     if shares[1] == 0:
-        return Split(train=train.with_subset("train"), valid=None, test=test)
+        valid = test.with_subset("valid") if spec.valid_on == "test" else None
+        return Split(train=train.with_subset("train"), valid=valid, test=test)
     train, valid = carve_validation(train, shares[1], seed=spec.seed)
     return Split(train=train, valid=valid, test=test)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cnnlab.data.dataset import SUBSETS, ImageDataset
+from cnnlab.data.dataset import SUBSETS, ImageDataset, proportions
 from cnnlab.errors import CnnlabError
 from cnnlab.files import write_text
 
@@ -59,10 +59,14 @@ def split_dataset(
     When a class is too small for every subset to get one image, the training set is served
     first and a warning names the class and the subset left without it.
 
-    ``equalize=True`` randomly drops images of the larger classes *from the training set only*
-    until every class has as many as the smallest one, so the model is not pushed towards the
-    majority class; validation and test keep their natural proportions, which is what the model
-    will meet later. Each subset is finally shuffled so that classes are interleaved.
+    ``equalize=True`` (``--equalize``) randomly drops images of the larger classes *from the
+    training set only* until every class has as many as the smallest one, so the model is not
+    pushed towards the majority class; validation and test keep their natural proportions, which
+    is what the model will meet later. Each subset is finally shuffled so that classes are
+    interleaved.
+
+    This is not the course's ``equalize=T``, which asks for the same class proportions in every
+    subset: the stratified split always gives that, with or without ``equalize``.
     """
     shares = _check_percents(percents)
     if len(dataset) == 0:
@@ -98,7 +102,9 @@ def carve_validation(
             "training set"
         )
     if not 0 < percent < 100:
-        raise CnnlabError(f"the validation percent must be between 0 and 100, not {percent}")
+        raise CnnlabError(
+            f"--split (percent=): the validation percent must be between 0 and 100, not {percent}"
+        )
     split = split_dataset(train, (100 - percent, percent), seed=seed)
     assert split.valid is not None
     return split.train, split.valid
@@ -107,20 +113,19 @@ def carve_validation(
 def _check_percents(percents: Sequence[float]) -> list[float]:
     expected = "give 2 (train, valid) or 3 (train, valid, test) percents that sum to 100"
     try:
-        shares = [float(p) for p in percents]
+        values = [float(p) for p in percents]
     except (TypeError, ValueError):
-        raise CnnlabError(f"split percents {percents!r} are not numbers; {expected}") from None
-    if len(shares) not in (2, 3):
-        raise CnnlabError(f"split percents {tuple(percents)}: {expected}")
-    if any(not math.isfinite(s) or s < 0 for s in shares):
-        raise CnnlabError(f"split percents {tuple(percents)} must not be negative; {expected}")
-    if not math.isclose(sum(shares), 100.0, abs_tol=1e-6):
-        raise CnnlabError(
-            f"split percents {tuple(percents)} sum to {sum(shares):g}, not 100; {expected}"
-        )
-    if shares[0] == 0:
-        raise CnnlabError(f"split percents {tuple(percents)} leave no training set; {expected}")
-    return shares
+        raise CnnlabError(f"--split (percents=) {percents!r}: not numbers; {expected}") from None
+    given = f"--split (percents=) {','.join(f'{v:g}' for v in values)}"
+    if len(values) not in (2, 3):
+        raise CnnlabError(f"{given}: {expected}")
+    if any(not math.isfinite(v) or v < 0 for v in values):
+        raise CnnlabError(f"{given}: percents must be numbers of 0 or more; {expected}")
+    if not math.isclose(sum(values), 100.0, abs_tol=1e-6):
+        raise CnnlabError(f"{given}: the percents sum to {sum(values):g}, not 100; {expected}")
+    if values[0] == 0:
+        raise CnnlabError(f"{given}: leaves no training set; {expected}")
+    return values
 
 
 def _stratified_indices(
@@ -348,20 +353,31 @@ def balance_warnings(split: SplitLike) -> list[str]:
 
 
 def format_class_table(split: SplitLike) -> str:
-    """An aligned text table of images per class (rows) and subset (columns), with totals."""
+    """An aligned text table of images per class (rows) and subset (columns), with totals.
+
+    Each cell is a count and the class's share of its column, ``1,234 (12.3%)``; the total
+    column's shares are of all the images.
+    """
     table = class_table(split)
     subsets = list(table)
     classes: list[str] = []
     for counts in table.values():
         classes += [c for c in counts if c not in classes]
+    columns = [{c: table[s].get(c, 0) for c in classes} for s in subsets]
+    columns.append({c: sum(column[c] for column in columns) for c in classes})
+    texts = []
+    for column in columns:
+        share = proportions(column)
+        counts = [f"{column[c]:,}" for c in classes] + [f"{sum(column.values()):,}"]
+        parts = ["" if share[c] is None else f"({share[c]:.1%})" for c in classes] + [""]
+        count_width, share_width = max(map(len, counts)), max(map(len, parts))
+        # Every cell of a column has one length, so counts align with counts, shares with shares.
+        texts.append(
+            [f"{n:>{count_width}} {p:>{share_width}}" for n, p in zip(counts, parts, strict=True)]
+        )
     header = ["class", *subsets, "total"]
-    body = []
-    for class_name in classes:
-        counts = [table[s].get(class_name, 0) for s in subsets]
-        body.append([class_name, *map(str, counts), str(sum(counts))])
-    column_totals = [sum(table[s].values()) for s in subsets]
-    body.append(["total", *map(str, column_totals), str(sum(column_totals))])
-    widths = [max(len(row[k]) for row in [header, *body]) for k in range(len(header))]
+    rows = [[name, *(column[r] for column in texts)] for r, name in enumerate([*classes, "total"])]
+    widths = [max(len(row[k]) for row in [header, *rows]) for k in range(len(header))]
 
     def line(row: list[str]) -> str:
         cells = [row[0].ljust(widths[0])] + [
@@ -370,4 +386,4 @@ def format_class_table(split: SplitLike) -> str:
         return "  ".join(cells).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(header), rule, *map(line, body[:-1]), rule, line(body[-1])])
+    return "\n".join([line(header), rule, *map(line, rows[:-1]), rule, line(rows[-1])])

@@ -28,6 +28,8 @@ from cnnlab.evaluate.metrics import classification_metrics
 INFERENCE_BATCH = 128
 # Below this many batches, tracing the model costs more than the graph saves.
 GRAPH_MIN_BATCHES = 16
+# The start of torch's notices that torch.jit.trace, freeze and the rest are deprecated.
+TORCHSCRIPT_DEPRECATED = r"`torch\.jit\.\w+` is deprecated"
 
 
 def inference_graph(model: nn.Module, example: torch.Tensor) -> nn.Module:
@@ -54,7 +56,16 @@ def inference_graph(model: nn.Module, example: torch.Tensor) -> nn.Module:
         return model  # dense layers are one matrix product each already: nothing to gain
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            # torch 2.13 deprecates TorchScript in favour of torch.export and torch.compile,
+            # and says so on every call: that notice alone is silenced, any other warning the
+            # layers raise while traced reaches the caller. Neither successor replaces this yet:
+            # torch.compile needs a C++ compiler at run time and takes seconds to compile, longer
+            # than scoring a test set takes, and an exported program still runs op by op,
+            # without the batch-norm folding and oneDNN fusion that make the graph faster. Once
+            # TorchScript is removed, tracing fails and models run eagerly, as for any failure.
+            warnings.filterwarnings(
+                "ignore", message=TORCHSCRIPT_DEPRECATED, category=DeprecationWarning
+            )
             traced = torch.jit.trace(model, example, check_trace=False)
             return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
     except Exception:  # any tracing failure means: run the model as it is

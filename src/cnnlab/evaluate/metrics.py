@@ -11,7 +11,8 @@ style continued fractions, evaluated in log space) and checked against SciPy in 
 
 Every value is a plain Python type so that the result can be written as JSON. Ratios that are
 undefined (0/0, e.g. the precision of a class that is never predicted) are ``None`` (JSON
-``null``), never NaN, because NaN is not valid JSON and is easy to average by mistake.
+``null``, "NA" in the text report, as caret prints them), never NaN, because NaN is not valid
+JSON and is easy to average by mistake.
 """
 
 from __future__ import annotations
@@ -265,7 +266,11 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
 
 
 def _per_class(confusion: np.ndarray, class_names: Sequence[str]) -> dict[str, dict]:
-    """caret's ``byClass``: every class against all the others."""
+    """caret's ``byClass``: every class against all the others.
+
+    F1 is None where precision or recall is (a class never predicted, or never present), as in
+    caret; where both are 0, caret's formula gives 0/0 (NaN) and F1 here is 0, their limit.
+    """
     n = int(confusion.sum())
     out: dict[str, dict] = {}
     for i, name in enumerate(class_names):
@@ -277,14 +282,14 @@ def _per_class(confusion: np.ndarray, class_names: Sequence[str]) -> dict[str, d
         recall = _ratio(tp, tp + fn)
         specificity = _ratio(tn, tn + fp)
         precision = _ratio(tp, tp + fp)
+        # 2TP / (2TP + FP + FN) is the harmonic mean of precision and recall, exactly.
+        f1 = None if precision is None or recall is None else _ratio(2 * tp, 2 * tp + fp + fn)
         out[name] = {
             "precision": precision,
             "recall": recall,
             "sensitivity": recall,
             "specificity": specificity,
-            # 2TP / (2TP + FP + FN) equals the harmonic mean of precision and recall where both
-            # exist, and is 0 (not undefined) when a present class is never predicted.
-            "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+            "f1": f1,
             "support": support,
             "prevalence": _ratio(support, n),
             "detection_rate": _ratio(tp, n),
@@ -340,6 +345,10 @@ def classification_metrics(
 
     ``mcnemar_p_value`` is None when some pair of classes is never confused in either
     direction (R gives NaN there).
+
+    caret has no macro F1: ``macro_f1`` is the mean of the per-class F1 values that are not None
+    (None when all are), skipping undefined ones as scikit-learn's ``average="macro"`` with
+    ``zero_division=np.nan`` skips NaN. ``weighted_f1`` counts an undefined F1 as 0.
     """
     class_names = tuple(str(name) for name in class_names)
     k = len(class_names)

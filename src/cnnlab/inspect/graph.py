@@ -1,8 +1,8 @@
 """A drawing of the network, like MXNet's ``graph.viz``, with no graphviz to install.
 
 cnnlab's networks are chains: every layer feeds the next. So instead of a graph layout engine,
-the drawing runs one dummy batch through the model with a forward hook on every leaf module,
-which gives the layers in the order they really run together with the shape each one produces,
+the drawing takes the leaf layers in the order they really run on one zero image, with the shape
+each one produces (:func:`cnnlab.models.trace.trace_model`, the same trace as the layer table),
 and lays them out as a chain of rounded boxes. The result is a self-contained SVG string (no
 fonts, scripts or files to fetch) that an HTML report can include inline, or a PNG through
 matplotlib for slides.
@@ -15,11 +15,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.models.base import Standardize
+from cnnlab.models.trace import trace_model
 
 #: Fill and border colour of each kind of layer (pale fills keep the text readable).
 KIND_COLOURS: dict[str, tuple[str, str]] = {
@@ -139,7 +139,8 @@ def trace_layers(model: nn.Module, input_shape: tuple[int, ...] | None = None) -
 
     ``input_shape`` is (C, H, W); by default the model's own ``in_chans`` and ``input_size``.
     A module called twice is listed once, at its first call. The model runs in eval mode (so
-    batch norm accepts a batch of one) and gets its previous mode back.
+    batch norm accepts a batch of one) and gets its previous mode back; an input the layers
+    refuse is an :class:`~cnnlab.models.InputTooSmallError`.
     """
     if input_shape is None:
         in_chans = getattr(model, "in_chans", None)
@@ -150,39 +151,17 @@ def trace_layers(model: nn.Module, input_shape: tuple[int, ...] | None = None) -
                 "or an input_shape (C, H, W)"
             )
         input_shape = (int(in_chans), *(int(s) for s in size))
-    names = {module: name for name, module in model.named_modules()}
-    leaves = [m for m in model.modules() if not list(m.children())]
-    layers: list[Layer] = []
-    seen: set[int] = set()
-
-    def record(module: nn.Module, _inputs: tuple, output: object) -> None:
-        if id(module) in seen:
-            return
-        seen.add(id(module))
-        shape = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else ()
-        layers.append(
-            Layer(
-                name=names.get(module, type(module).__name__),
-                type=type(module).__name__,
-                kind=layer_kind(module),
-                params=layer_params(module),
-                output_shape=tuple(int(s) for s in shape),
-                parameters=sum(p.numel() for p in module.parameters()),
-            )
+    return [
+        Layer(
+            name=layer.name,
+            type=layer.type,
+            kind=layer_kind(layer.module),
+            params=layer_params(layer.module),
+            output_shape=layer.output_shape[1:],
+            parameters=layer.params,
         )
-
-    handles = [leaf.register_forward_hook(record) for leaf in leaves if leaf is not model]
-    was_training = model.training
-    device = next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu"))
-    try:
-        model.eval()
-        with torch.inference_mode():
-            model(torch.zeros((1, *input_shape), device=device))
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
-    return layers
+        for layer in trace_model(model, input_shape).layers
+    ]
 
 
 # ------------------------------------------------------------------------------ SVG

@@ -19,7 +19,8 @@ from torch import nn
 from cnnlab.errors import CnnlabError
 from cnnlab.models.base import ImageClassifier
 from cnnlab.models.mlp import check_rate
-from cnnlab.models.registry import feature_shape, register_model
+from cnnlab.models.registry import register_model
+from cnnlab.models.trace import feature_shape
 
 
 class CNNDropout(ImageClassifier):

@@ -1,24 +1,17 @@
-"""The LeNet family: two convolution + pooling stages, then small dense layers.
+"""The LeNet family: convolution + pooling stages, then small dense layers.
 
-All variants share one class and differ only in the numbers the course material uses, so a
-student can compare them layer by layer:
-
-=============  ==========  ======  ================  ==========  ==========  =================
-name           filters     kernel  dense             activation  batch norm  first-conv padding
-=============  ==========  ======  ================  ==========  ==========  =================
-lenet5         6, 16       5x5     120, 84           ReLU        no          "auto"
-lenet5_tanh    6, 16       5x5     120, 84           tanh        no          "auto"
-lenet5_bn      6, 16       5x5     120, 84           ReLU        yes         "auto"
-lenet5_3x3     6, 16       3x3     120, 84           ReLU        no          0
-lenet_wide     20, 50      5x5     500               tanh        no          0
-=============  ==========  ======  ================  ==========  ==========  =================
+One builder, :func:`lenet`, makes every member from six options; the registered names in
+:data:`VARIANTS` are presets of those options taken from the course material, so a student can
+compare them layer by layer and start from any of them with other options
+(``create_model("lenet5", kernel=3)``, or ``--model-option kernel=3`` on the command line).
 
 Padding applies to the first convolution only. ``"auto"`` pads by 2 when the smaller image side
 is below 32 pixels and by 0 otherwise: LeNet-5 was designed for 32x32 inputs, and padding a 28x28
 MNIST digit by 2 restores that geometry (16 maps of 5x5 before the dense layers, 61,706
-parameters either way). ``padding=0`` on 28x28 gives the Keras MNIST notebook's tanh LeNet-5
-(44,426 parameters); ``lenet5_3x3`` with its default ``padding=0`` is the Keras notebook's 3x3
-variant (60,074 parameters on 28x28) and with ``padding=2`` the PyTorch tutorial's (81,194).
+parameters either way). On 28x28 digits, ``lenet5_tanh`` with ``padding=0`` is the Keras MNIST
+notebook's tanh LeNet-5 (44,426 parameters); ``lenet5_3x3`` is the Keras CNN notebook's 3x3
+variant (60,074) and with ``padding=2`` the PyTorch notebook's, from the PyTorch tutorial
+(81,194).
 
 ``features`` ends with the last hidden activation; ``head`` is the logits ``Linear``. With batch
 norm the convolutions and hidden dense layers have no bias, because the normalization that
@@ -27,26 +20,65 @@ follows subtracts it again.
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.models.base import ImageClassifier
-from cnnlab.models.registry import feature_shape, register_model
+from cnnlab.models.mlp import check_widths
+from cnnlab.models.registry import register_model
+from cnnlab.models.trace import feature_shape
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 
-def resolve_padding(padding: int | str, input_size: tuple[int, int], model: str) -> int:
+@dataclass(frozen=True)
+class Variant:
+    """A registered LeNet: its name, what it is, and the options that differ from lenet()'s."""
+
+    name: str
+    description: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant("lenet5", "LeNet-5 (6@5x5, 16@5x5, 120, 84) with ReLU; pads 28x28 to 32x32."),
+    Variant(
+        "lenet5_tanh",
+        "LeNet-5 with tanh, as in the Keras MNIST notebook (padding=0 there: 44,426 parameters).",
+        {"activation": "tanh"},
+    ),
+    Variant(
+        "lenet5_bn",
+        "LeNet-5 with batch norm before every ReLU (the microscopy course's LeNet5_BN).",
+        {"batch_norm": True},
+    ),
+    Variant(
+        "lenet5_3x3",
+        "LeNet-5 with 3x3 kernels and ReLU (Keras notebook; padding=2 gives the PyTorch "
+        "tutorial's).",
+        {"padding": 0, "kernel": 3},
+    ),
+    Variant(
+        "lenet_wide",
+        "Wider LeNet (20@5x5, 50@5x5, 500) with tanh, from the MXNet LeNet blog post.",
+        {"padding": 0, "activation": "tanh", "filters": (20, 50), "hidden": (500,)},
+    ),
+)
+
+
+def resolve_padding(padding: int | str, input_size: tuple[int, int]) -> int:
     """The first convolution's padding: an int >= 0, or "auto" (2 below 32 pixels, else 0)."""
     if padding == "auto":
         return 2 if min(input_size) < 32 else 0
     if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
         raise CnnlabError(
-            f"option 'padding' of {model!r} must be \"auto\" or a whole number >= 0, "
-            f"got {padding!r}"
+            f"option 'padding' of 'LeNet' must be \"auto\" or a whole number >= 0, got {padding!r}"
         )
     return padding
 
@@ -57,7 +89,7 @@ def _activation(name: str) -> nn.Module:
 
 
 class LeNet(ImageClassifier):
-    """conv -> [bn] -> act -> maxpool, twice; flatten; (dense -> [bn] -> act) per width."""
+    """(conv -> [bn] -> act -> maxpool) per filter count; flatten; (dense -> [bn] -> act)."""
 
     def __init__(
         self,
@@ -65,36 +97,29 @@ class LeNet(ImageClassifier):
         num_classes: int,
         input_size: tuple[int, int],
         *,
-        channels: Sequence[int] = (6, 16),
-        kernel_size: int = 5,
-        hidden: Sequence[int] = (120, 84),
-        activation: str = "relu",
-        batch_norm: bool = False,
-        padding: int = 0,
+        filters: Sequence[int],
+        kernel: int,
+        hidden: Sequence[int],
+        activation: str,
+        batch_norm: bool,
+        padding: int,
     ) -> None:
         super().__init__(in_chans, num_classes, input_size)
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}")
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         previous = in_chans
-        for index, filters in enumerate(channels, start=1):
+        for index, count in enumerate(filters, start=1):
             layers[f"conv{index}"] = nn.Conv2d(
-                previous,
-                filters,
-                kernel_size,
-                padding=padding if index == 1 else 0,
-                bias=not batch_norm,
+                previous, count, kernel, padding=padding if index == 1 else 0, bias=not batch_norm
             )
             if batch_norm:
-                layers[f"bn{index}"] = nn.BatchNorm2d(filters)
+                layers[f"bn{index}"] = nn.BatchNorm2d(count)
             layers[f"{activation}{index}"] = _activation(activation)
             layers[f"pool{index}"] = nn.MaxPool2d(2, stride=2)
-            previous = filters
+            previous = count
         layers["flatten"] = nn.Flatten()
-        conv_part = nn.Sequential(layers)
-        (width,) = feature_shape(conv_part, in_chans, input_size)
-        for index, units in enumerate(hidden, start=len(channels) + 1):
-            layers[f"fc{index - len(channels)}"] = nn.Linear(width, units, bias=not batch_norm)
+        (width,) = feature_shape(nn.Sequential(layers), in_chans, input_size)
+        for index, units in enumerate(hidden, start=len(filters) + 1):
+            layers[f"fc{index - len(filters)}"] = nn.Linear(width, units, bias=not batch_norm)
             if batch_norm:
                 layers[f"bn{index}"] = nn.BatchNorm1d(units)
             layers[f"{activation}{index}"] = _activation(activation)
@@ -104,76 +129,51 @@ class LeNet(ImageClassifier):
         self.cpu_channels_last = not batch_norm
 
 
-@register_model("lenet5", "LeNet-5 (6@5x5, 16@5x5, 120, 84) with ReLU; pads 28x28 to 32x32.")
-def lenet5(
-    in_chans: int, num_classes: int, input_size: tuple[int, int], padding: int | str = "auto"
+def lenet(
+    in_chans: int,
+    num_classes: int,
+    input_size: tuple[int, int],
+    *,
+    padding: int | str = "auto",
+    kernel: int = 5,
+    activation: str = "relu",
+    filters: Sequence[int] = (6, 16),
+    hidden: Sequence[int] = (120, 84),
+    batch_norm: bool = False,
 ) -> LeNet:
-    return LeNet(
-        in_chans, num_classes, input_size, padding=resolve_padding(padding, input_size, "lenet5")
-    )
-
-
-@register_model(
-    "lenet5_tanh",
-    "LeNet-5 with tanh, as in the Keras MNIST notebook (padding=0 there: 44,426 parameters).",
-)
-def lenet5_tanh(
-    in_chans: int, num_classes: int, input_size: tuple[int, int], padding: int | str = "auto"
-) -> LeNet:
-    return LeNet(
-        in_chans,
-        num_classes,
-        input_size,
-        activation="tanh",
-        padding=resolve_padding(padding, input_size, "lenet5_tanh"),
-    )
-
-
-@register_model(
-    "lenet5_bn",
-    "LeNet-5 with batch norm before every ReLU (the microscopy course's LeNet5_BN).",
-)
-def lenet5_bn(
-    in_chans: int, num_classes: int, input_size: tuple[int, int], padding: int | str = "auto"
-) -> LeNet:
+    """LeNet-5 by default; every option is checked before any layer is built."""
+    if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1:
+        raise CnnlabError(f"option 'kernel' of 'LeNet' must be a whole number >= 1: {kernel!r}")
+    if activation not in ACTIVATIONS:
+        raise CnnlabError(
+            f"option 'activation' of 'LeNet' must be one of {', '.join(ACTIVATIONS)}: "
+            f"{activation!r}"
+        )
+    if not isinstance(batch_norm, bool):
+        raise CnnlabError(f"option 'batch_norm' of 'LeNet' must be true or false: {batch_norm!r}")
+    filters = check_widths(filters, "filters", "LeNet")
+    if not filters:
+        raise CnnlabError("option 'filters' of 'LeNet' needs at least one convolution")
     return LeNet(
         in_chans,
         num_classes,
         input_size,
-        batch_norm=True,
-        padding=resolve_padding(padding, input_size, "lenet5_bn"),
+        filters=filters,
+        kernel=kernel,
+        hidden=check_widths(hidden, "hidden", "LeNet"),
+        activation=activation,
+        batch_norm=batch_norm,
+        padding=resolve_padding(padding, input_size),
     )
 
 
-@register_model(
-    "lenet5_3x3",
-    "LeNet-5 with 3x3 kernels and ReLU (Keras notebook; padding=2 gives the PyTorch tutorial's).",
-)
-def lenet5_3x3(
-    in_chans: int, num_classes: int, input_size: tuple[int, int], padding: int | str = 0
-) -> LeNet:
-    return LeNet(
-        in_chans,
-        num_classes,
-        input_size,
-        kernel_size=3,
-        padding=resolve_padding(padding, input_size, "lenet5_3x3"),
-    )
+def _register(variant: Variant) -> None:
+    # A partial's signature shows the variant's values as the defaults of its options, which is
+    # what the registry records, lists and saves in each model's config.
+    preset = functools.partial(lenet, **variant.options)
+    preset.__name__ = variant.name
+    register_model(variant.name, variant.description)(preset)
 
 
-@register_model(
-    "lenet_wide",
-    "Wider LeNet (20@5x5, 50@5x5, 500) with tanh, from the MXNet LeNet blog post.",
-)
-def lenet_wide(
-    in_chans: int, num_classes: int, input_size: tuple[int, int], padding: int | str = 0
-) -> LeNet:
-    return LeNet(
-        in_chans,
-        num_classes,
-        input_size,
-        channels=(20, 50),
-        hidden=(500,),
-        activation="tanh",
-        padding=resolve_padding(padding, input_size, "lenet_wide"),
-    )
+for _variant in VARIANTS:
+    _register(_variant)

@@ -7,14 +7,17 @@ one clear :class:`~cnnlab.errors.CnnlabError` before any training starts, instea
 error from deep inside PyTorch.
 
 A builder is a function ``(in_chans, num_classes, input_size, **options) -> ImageClassifier``
-whose options all have defaults; :func:`register_model` records it under a name. Builders find
-the size of their flattened features with :func:`feature_shape`, which turns "the image is too
-small for these layers" into :class:`InputTooSmallError`.
+whose options all have defaults; :func:`register_model` records it under a name, with the
+options' defaults and type annotations read from its signature (a ``functools.partial`` of a
+builder registers a preset of it). Builders find the size of their flattened features with
+:func:`cnnlab.models.trace.feature_shape`, which turns "the image is too small for these
+layers" into :class:`InputTooSmallError`.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import json
 import operator
@@ -22,21 +25,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-from torch import nn
-
 from cnnlab.errors import CnnlabError
 from cnnlab.models.base import ImageClassifier
+from cnnlab.models.trace import InputTooSmallError, output_shape
 
 Builder = Callable[..., ImageClassifier]
 
 #: Largest side tried when looking for the smallest input a model takes. Every model in the zoo
 #: needs far less; the cap only bounds the search for a model that fails for another reason.
 MAX_SEARCHED_SIZE = 128
-
-
-class InputTooSmallError(CnnlabError):
-    """The layers of a model shrink the given image to nothing (or below a kernel's size)."""
 
 
 @dataclass(frozen=True)
@@ -46,19 +43,40 @@ class _Entry:
     builder: Builder
     defaults: dict[str, Any]
     accepts_any_option: bool
+    annotations: dict[str, Any]  # option -> its type annotation, where the builder gives one
 
 
 _REGISTRY: dict[str, _Entry] = {}
 
 
-def _builder_options(builder: Builder) -> tuple[dict[str, Any], bool]:
-    """The options (keyword parameters after the three shared ones) and their defaults."""
-    parameters = list(inspect.signature(builder).parameters.values())
+def _builder_name(builder: Builder) -> str:
+    return getattr(builder, "__name__", None) or repr(builder)
+
+
+def _evaluated(builder: Builder, annotation: Any) -> Any:
+    """An annotation written as text (``from __future__ import annotations``) as the type."""
+    if not isinstance(annotation, str):
+        return annotation
+    function = builder
+    while isinstance(function, functools.partial):
+        function = function.func
+    try:
+        return eval(annotation, getattr(function, "__globals__", {}))  # as inspect's eval_str
+    except Exception:  # a name the builder's module does not know: the default's type is used
+        return annotation
+
+
+def _builder_options(builder: Builder) -> tuple[dict[str, Any], bool, dict[str, Any]]:
+    """The options (keyword parameters after the three shared ones), defaults and annotations."""
+    signature = inspect.signature(builder)
+    parameters = list(signature.parameters.values())
     if len(parameters) < 3:
         raise TypeError(
-            f"model builder {builder.__name__} must take (in_chans, num_classes, input_size, ...)"
+            f"model builder {_builder_name(builder)} must take "
+            f"(in_chans, num_classes, input_size, ...)"
         )
     defaults: dict[str, Any] = {}
+    annotations: dict[str, Any] = {}
     accepts_any = False
     for parameter in parameters[3:]:
         if parameter.kind is inspect.Parameter.VAR_KEYWORD:
@@ -66,10 +84,14 @@ def _builder_options(builder: Builder) -> tuple[dict[str, Any], bool]:
         elif parameter.kind is inspect.Parameter.VAR_POSITIONAL:
             continue
         elif parameter.default is inspect.Parameter.empty:
-            raise TypeError(f"option {parameter.name!r} of {builder.__name__} needs a default")
+            raise TypeError(
+                f"option {parameter.name!r} of {_builder_name(builder)} needs a default"
+            )
         else:
             defaults[parameter.name] = parameter.default
-    return defaults, accepts_any
+            if parameter.annotation is not inspect.Parameter.empty:
+                annotations[parameter.name] = _evaluated(builder, parameter.annotation)
+    return defaults, accepts_any, annotations
 
 
 def register_model(name: str, description: str) -> Callable[[Builder], Builder]:
@@ -82,8 +104,8 @@ def register_model(name: str, description: str) -> Callable[[Builder], Builder]:
     def decorator(builder: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"a model named {name!r} is already registered")
-        defaults, accepts_any = _builder_options(builder)
-        _REGISTRY[name] = _Entry(name, description, builder, defaults, accepts_any)
+        defaults, accepts_any, annotations = _builder_options(builder)
+        _REGISTRY[name] = _Entry(name, description, builder, defaults, accepts_any, annotations)
         return builder
 
     return decorator
@@ -131,33 +153,6 @@ def normalize_input_size(input_size: int | Sequence[int]) -> tuple[int, int]:
     return height, width
 
 
-def feature_shape(
-    features: nn.Module, in_chans: int, input_size: tuple[int, int]
-) -> tuple[int, ...]:
-    """Shape (without the batch axis) of what ``features`` makes of one zero image.
-
-    Running the layers is the only way to be sure of the geometry for every padding, stride and
-    rounding rule, and a zero image is cheap at these sizes. A layer that refuses the image
-    (kernel larger than its input, pooling to zero pixels) becomes :class:`InputTooSmallError`.
-    """
-    was_training = features.training
-    features.eval()
-    try:
-        with torch.no_grad():
-            out = features(torch.zeros(1, in_chans, *input_size))
-    except RuntimeError as error:
-        raise InputTooSmallError(
-            f"a {input_size[0]}x{input_size[1]} input is too small for these layers ({error})"
-        ) from error
-    finally:
-        features.train(was_training)
-    if out.numel() == 0:
-        raise InputTooSmallError(
-            f"a {input_size[0]}x{input_size[1]} input leaves no features after these layers"
-        )
-    return tuple(out.shape[1:])
-
-
 def _build(
     entry: _Entry, in_chans: int, num_classes: int, size: tuple[int, int], options: dict[str, Any]
 ) -> ImageClassifier:
@@ -165,19 +160,10 @@ def _build(
     model = entry.builder(in_chans, num_classes, size, **options)
     if not isinstance(model, ImageClassifier):
         raise TypeError(f"builder of {entry.name!r} returned {type(model).__name__}")
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            logits = model(torch.zeros(1, in_chans, *size))
-    except RuntimeError as error:
-        raise InputTooSmallError(f"{size[0]}x{size[1]} is too small ({error})") from error
-    finally:
-        model.train(was_training)
-    if tuple(logits.shape) != (1, num_classes):
+    logits = output_shape(model, (in_chans, *size))
+    if logits != (num_classes,):
         raise TypeError(
-            f"model {entry.name!r} gives logits of shape {tuple(logits.shape)} "
-            f"for {num_classes} classes"
+            f"model {entry.name!r} gives logits of shape {(1, *logits)} for {num_classes} classes"
         )
     return model
 
@@ -201,7 +187,7 @@ def _smallest_side(
 
 
 def _check_options(entry: _Entry, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(kwargs) - set(entry.defaults))
+    unknown = [key for key in kwargs if key not in entry.defaults]  # in the order given
     if unknown and not entry.accepts_any_option:
         known = ", ".join(entry.defaults) or "none"
         raise CnnlabError(

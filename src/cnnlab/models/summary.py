@@ -3,8 +3,8 @@
 Courses ask students to recompute these numbers by hand, so the table shows every leaf layer
 (activations and poolings included, with 0 parameters) under its attribute path, e.g.
 ``features.conv1``, which is also the name inspection hooks and state dicts use. Shapes come from
-running one zero batch through the model with torchinfo, so they are what the layers really
-produce, not what a formula predicts.
+running one zero batch through the model (:func:`cnnlab.models.trace.trace_model`, with
+torchinfo), so they are what the layers really produce, not what a formula predicts.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import torchinfo
 from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.models.registry import normalize_input_size
+from cnnlab.models.trace import trace_model
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -96,39 +96,24 @@ def model_summary(
     height, width = normalize_input_size(input_size)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise CnnlabError(f"batch size must be a whole number >= 1, got {batch_size!r}")
-    input_shape = (batch_size, in_chans, height, width)
-    names = {id(module): name for name, module in model.named_modules()}
-    stats = torchinfo.summary(
-        model,
-        input_size=input_shape,
-        verbose=0,
-        col_names=("output_size", "num_params", "mult_adds"),
-        depth=64,
-        mode="eval",
-    )
-    rows = []
-    seen: set[int] = set()
-    for layer in stats.summary_list:
-        # A module called twice would appear twice; a layer table lists each layer once.
-        if not layer.is_leaf_layer or id(layer.module) in seen:
-            continue
-        seen.add(id(layer.module))
-        rows.append(
-            {
-                "name": names.get(id(layer.module), layer.var_name),
-                "type": layer.class_name,
-                "output_shape": tuple(layer.output_size),
-                "params": count_parameters(layer.module),
-                "mult_adds": int(layer.macs),
-            }
-        )
+    trace = trace_model(model, (in_chans, height, width), batch_size)
+    rows = [
+        {
+            "name": layer.name,
+            "type": layer.type,
+            "output_shape": layer.output_shape,
+            "params": layer.params,
+            "mult_adds": layer.mult_adds,
+        }
+        for layer in trace.layers
+    ]
     config = getattr(model, "cnnlab_config", None) or {}
     title = f"Model: {config['name']}" if "name" in config else f"Model: {type(model).__name__}"
     return ModelSummary(
         rows=rows,
-        total_params=int(stats.total_params),
-        trainable_params=int(stats.trainable_params),
-        total_mult_adds=int(stats.total_mult_adds),
-        input_shape=input_shape,
+        total_params=trace.total_params,
+        trainable_params=trace.trainable_params,
+        total_mult_adds=trace.total_mult_adds,
+        input_shape=trace.input_shape,
         title=title,
     )

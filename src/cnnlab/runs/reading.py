@@ -30,6 +30,7 @@ def data_spec(config: dict) -> DataSpec:
         plane=config.get("plane"),
         split=tuple(split) if split else None,
         equalize=bool(config.get("equalize")),
+        valid_on=config.get("valid_on", "valid"),
         seed=int(config.get("train", {}).get("seed", 0)),
         skip_bad=bool(config.get("skip_bad")),
         cache=bool(config.get("cache", True)),

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cnnlab.errors import CnnlabError
+from cnnlab.train.flags import TRAINING as T
+from cnnlab.train.flags import flag
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adadelta")
 INITIALIZERS = ("default", "normal", "xavier", "kaiming")
 SCHEDULES = ("constant", "step", "cosine", "onecycle", "plateau")
 MONITORS = ("valid_loss", "valid_accuracy", "train_loss", "train_accuracy")
+KEEPS = ("best", "last")
+NORMALIZATIONS = ("zscore", "unit", "none")
+DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3, "adadelta": 1.0}
 # Epochs and batch size follow the size of the training set unless given: enough optimizer
 # steps to converge on a few hundred microscopy crops, and three passes over MNIST.
@@ -40,25 +45,88 @@ class TrainConfig:
     ``monitor`` has not improved for that many epochs (None: never stop early).
     """
 
-    epochs: int | None = None
-    batch_size: int | None = None
-    optimizer: str = "sgd"
-    lr: float | None = None
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 0.0
-    init: str = "default"
-    init_sigma: float = 0.01
-    schedule: str = "onecycle"
-    step_size: int = 5
-    gamma: float = 0.1
-    label_smoothing: float = 0.0
-    patience: int | None = None
-    monitor: str = "valid_loss"
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    amp: bool = False
+    epochs: int | None = field(
+        default=None,
+        metadata=flag("passes over the training set [about 150,000 images' worth, 3-100]", T),
+    )
+    batch_size: int | None = field(
+        default=None, metadata=flag("images per optimizer step [128, fewer for small sets]", T)
+    )
+    optimizer: str = field(default="sgd", metadata=flag("optimizer", T, choices=OPTIMIZERS))
+    lr: float | None = field(
+        default=None,
+        metadata=flag(
+            "learning rate, the peak rate for onecycle [sgd 0.05 (0.1 with onecycle), adam, "
+            "adamw and rmsprop 0.001, adadelta 1.0 as in PyTorch; Keras' Adadelta() uses "
+            "0.001: pass --lr 0.001 to reproduce a Keras recipe as written]",
+            T,
+        ),
+    )
+    momentum: float = field(
+        default=0.9, metadata=flag("momentum of sgd and rmsprop (Keras' RMSprop: 0)", T)
+    )
+    nesterov: bool = field(default=True, metadata=flag("Nesterov momentum for sgd", T, both=True))
+    weight_decay: float = field(default=0.0, metadata=flag("weight decay", T, name="--wd"))
+    init: str = field(
+        default="default",
+        metadata=flag(
+            "weight initialization (normal: MXNet's normal(sigma))", T, choices=INITIALIZERS
+        ),
+    )
+    init_sigma: float = field(
+        default=0.01,
+        metadata=flag("standard deviation of --init normal (the MXNet course: 0.1)", T),
+    )
+    schedule: str = field(
+        default="onecycle", metadata=flag("learning-rate schedule", T, choices=SCHEDULES)
+    )
+    step_size: int = field(default=5, metadata=flag("epochs between decays of --schedule step", T))
+    gamma: float = field(
+        default=0.1, metadata=flag("decay factor of --schedule step and plateau", T)
+    )
+    label_smoothing: float = field(
+        default=0.0, metadata=flag("label smoothing of the loss, training and validation", T)
+    )
+    patience: int | None = field(
+        default=None, metadata=flag("stop after this many epochs without improvement [never]", T)
+    )
+    monitor: str = field(
+        default="valid_loss",
+        metadata=flag(
+            "the metric that picks the best epoch and drives --patience and plateau (without a "
+            "validation set, its train_ twin)",
+            T,
+            choices=MONITORS,
+        ),
+    )
+    keep: str = field(
+        default="best",
+        metadata=flag(
+            "which epoch's weights the run keeps: the best by --monitor, or the last (as MXNet)",
+            T,
+            choices=KEEPS,
+        ),
+    )
+    normalize: str = field(
+        default="zscore",
+        metadata=flag(
+            "input scaling: zscore with the training set's statistics, unit to [0, 1] by the "
+            "bit depth (as the Keras notebooks), or none",
+            T,
+            choices=NORMALIZATIONS,
+        ),
+    )
+    seed: int = field(default=0, metadata=flag("the same seed repeats a CPU run exactly", T))
+    device: str = field(
+        default="auto", metadata=flag("auto (CUDA when present), cpu or cuda", T, choices=DEVICES)
+    )
+    threads: int | None = field(
+        default=None, metadata=flag("CPU threads for PyTorch [PyTorch's choice]", T)
+    )
+    amp: bool = field(
+        default=False,
+        metadata=flag("mixed precision (bfloat16 autocast; pays off on GPUs, rarely on CPUs)", T),
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -92,6 +160,8 @@ class TrainConfig:
         choice("init", self.init, INITIALIZERS)
         choice("schedule", self.schedule, SCHEDULES)
         choice("monitor", self.monitor, MONITORS)
+        choice("keep", self.keep, KEEPS)
+        choice("normalize", self.normalize, NORMALIZATIONS)
         numbers = {
             "lr": self.lr,
             "momentum": self.momentum,

@@ -48,10 +48,32 @@ class History:
     rows: list[dict] = field(default_factory=list)
     best_epoch: int | None = None
     stop_reason: str | None = None
+    #: The epoch whose weights the model holds at the end: the best one, or with
+    #: ``keep="last"`` the last one.
+    kept_epoch: int | None = None
     seconds: float = 0.0
 
     def column(self, name: str) -> list:
         return [row.get(name) for row in self.rows]
+
+
+def fit_normalizer(train: ImageDataset, mode: str = "zscore") -> Normalizer:
+    """How the model scales its input: ``zscore`` with the training set's per-channel mean and
+    standard deviation; ``unit`` to [0, 1] by the bit depth (x / 255 for 8-bit images, as the
+    Keras notebooks do; float images by the training set's range); ``none`` leaves it raw."""
+    channels = train.channels
+    if mode == "zscore":
+        return Normalizer.fit(train)
+    if mode == "none":
+        return Normalizer((0.0,) * channels, (1.0,) * channels)
+    images = train.raw().images
+    if images.is_floating_point():
+        low = [float(images[:, c].min()) for c in range(channels)]
+        high = [float(images[:, c].max()) for c in range(channels)]
+        return Normalizer(
+            tuple(low), tuple(max(h - lo, 1e-12) for lo, h in zip(low, high, strict=True))
+        )
+    return Normalizer((0.0,) * channels, (float(2**train.bit_depth - 1),) * channels)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -69,9 +91,16 @@ def resolve_device(name: str) -> torch.device:
 
 @torch.inference_mode()
 def loss_and_accuracy(
-    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = INFERENCE_BATCH
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int = INFERENCE_BATCH,
+    label_smoothing: float = 0.0,
 ) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy in eval mode, in large batches."""
+    """Mean cross-entropy and accuracy in eval mode, in large batches.
+
+    The loss is smoothed as the training loss is, so that the two curves compare.
+    """
     was_training = model.training
     model.eval()
     total_loss = torch.zeros((), dtype=torch.float64, device=images.device)
@@ -80,7 +109,8 @@ def loss_and_accuracy(
         x = images[start : start + batch_size].float()
         y = labels[start : start + batch_size]
         logits = model(x)
-        total_loss += F.cross_entropy(logits, y, reduction="sum").double()
+        loss = F.cross_entropy(logits, y, reduction="sum", label_smoothing=label_smoothing)
+        total_loss += loss.double()
         correct += (logits.argmax(1) == y).sum()
     model.train(was_training)
     n = max(len(images), 1)
@@ -178,7 +208,7 @@ def fit(
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     if checkpoint is None:
-        normalizer = normalizer or Normalizer.fit(train)
+        normalizer = normalizer or fit_normalizer(train, config.normalize)
         model.standardize.set_statistics(normalizer.mean, normalizer.std)
         initialize(model, config.init, config.init_sigma)
     model.to(device)
@@ -195,7 +225,7 @@ def fit(
     # the same metric measured on the training set instead.
     monitor = config.monitor if valid is not None else config.monitor.replace("valid_", "train_")
     schedule = Schedule(optimizer, config, steps, monitor)
-    best = BestWeights(monitor)
+    best = BestWeights(monitor, restore=config.keep == "best")
     stopper = EarlyStopping(monitor, config.patience) if config.patience else None
     hooks = CallbackList([best, *([stopper] if stopper else []), *callbacks])
     state = TrainingState(Path(checkpoint_dir), config) if checkpoint_dir else None
@@ -268,7 +298,7 @@ def fit(
             )
             if x_valid is not None:
                 logs["valid_loss"], logs["valid_accuracy"] = loss_and_accuracy(
-                    model, x_valid, y_valid
+                    model, x_valid, y_valid, label_smoothing=config.label_smoothing
                 )
             logs["seconds"] = time.perf_counter() - epoch_start
             schedule.epoch_end(logs)
@@ -286,6 +316,8 @@ def fit(
     end_logs = dict(loop, history=history)
     hooks("on_fit_end", end_logs)
     history.best_epoch = best.best_epoch
+    last = history.rows[-1]["epoch"] if history.rows else None
+    history.kept_epoch = history.best_epoch if config.keep == "best" else last
     return history
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +18,9 @@ from cnnlab.data.sources import BUILTIN as BUILTIN_DATA
 from cnnlab.data.sources import DataSpec
 from cnnlab.errors import CnnlabError
 from cnnlab.train.config import TrainConfig
+from cnnlab.train.flags import DATA, RUN, TRAINING, Flag, flag
+
+VALID_ON = ("valid", "test")
 
 
 @dataclass
@@ -28,22 +33,104 @@ class RunConfig:
     then goes to 32x32). ``augment`` holds specs such as ``rotate:90,-90`` or ``flip``.
     """
 
-    data: list[str] = field(default_factory=lambda: ["mnist"])
-    pattern: str | None = None
-    size: tuple[int, int] | None = None
-    channels: int | None = None
-    split: tuple[float, ...] | None = None
-    equalize: bool = False
-    augment: list[str] = field(default_factory=list)
-    model: str = "lenet5"
-    out: str | None = None
-    overwrite: bool = False
-    skip_bad: bool = False
-    plane: int | None = None
-    cache: bool = True
-    tensorboard: bool = False
-    report: bool = True
-    quiet: bool = False
+    data: list[str] = field(
+        default_factory=lambda: ["mnist"],
+        metadata=flag(
+            "mnist or a folder of class folders (repeatable; same-named classes merge) [mnist]",
+            DATA,
+            repeat=True,
+            metavar="SPEC",
+        ),
+    )
+    pattern: str | None = field(
+        default=None, metadata=flag("glob selecting image files, e.g. '*.tif'", DATA)
+    )
+    size: tuple[int, int] | None = field(
+        default=None,
+        metadata=flag("resize images to H or HxW, e.g. 32 or 32x48 [the data's own]", DATA),
+    )
+    channels: int | None = field(
+        default=None,
+        metadata=flag("convert images to 1 (gray) or 3 (RGB) channels", DATA, choices=("1", "3")),
+    )
+    plane: int | None = field(
+        default=None, metadata=flag("plane to take from multi-plane TIFF stacks", DATA)
+    )
+    split: tuple[float, ...] | None = field(
+        default=None,
+        metadata=flag(
+            "train,valid[,test] percentages, stratified per class [folders: 60,30,10; mnist: "
+            "90,10 of its training set]",
+            DATA,
+        ),
+    )
+    valid_on: str = field(
+        default="valid",
+        metadata=flag(
+            "validate every epoch on the validation share, or (mnist with --split 100,0) on the "
+            "test set, as the Keras notebooks do",
+            DATA,
+            choices=VALID_ON,
+        ),
+    )
+    equalize: bool = field(
+        default=False,
+        metadata=flag(
+            "undersample larger classes in the training set (every subset already keeps the "
+            "class proportions, what the course's equalize=T asks)",
+            DATA,
+        ),
+    )
+    augment: list[str] = field(
+        default_factory=list,
+        metadata=flag(
+            "augment the training set: rotate:90,-90,45 | randrot:15 | flip[:h|v|hv] | noise:0.1 "
+            "| shift:2 | a+b (repeatable)",
+            DATA,
+            repeat=True,
+            metavar="SPEC",
+        ),
+    )
+    skip_bad: bool = field(
+        default=False,
+        metadata=flag(
+            "skip unreadable images, and images too small for --size, with a warning", DATA
+        ),
+    )
+    cache: bool = field(
+        default=True,
+        metadata=flag("do not cache decoded folder images", DATA, negative="--no-cache"),
+    )
+    model: str = field(
+        default="lenet5", metadata=flag("network name (see 'cnnlab models') [lenet5]", TRAINING)
+    )
+    model_option: list[str] = field(
+        default_factory=list,
+        metadata=flag(
+            "an option of the network, e.g. kernel=3 or hidden=256,128 (repeatable; see "
+            "'cnnlab models')",
+            TRAINING,
+            repeat=True,
+            metavar="KEY=VALUE",
+        ),
+    )
+    out: str | None = field(
+        default=None, metadata=flag("run folder [runs/<time>-<model>-<data>]", RUN)
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata=flag("replace an earlier run in --out, once the new one is complete", RUN),
+    )
+    tensorboard: bool = field(
+        default=False,
+        metadata=flag(
+            "also write TensorBoard event files (pip install 'cnnlab[tensorboard]')", RUN
+        ),
+    )
+    report: bool = field(
+        default=True, metadata=flag("skip the HTML report", RUN, negative="--no-report")
+    )
+    quiet: bool = field(default=False, metadata=flag("print only the final line", RUN))
     train: TrainConfig = field(default_factory=TrainConfig)
 
     @classmethod
@@ -52,9 +139,15 @@ class RunConfig:
         options = {
             key.replace("-", "_"): value for key, value in options.items() if value is not None
         }
-        aliases = {"wd": "weight_decay"}
-        # TOML files may spell the CLI's negative flags as they are typed.
-        for negative, positive in (("no_report", "report"), ("no_cache", "cache")):
+        # TOML files may spell options as their flags are typed: wd, no-report = true.
+        aliases, negatives = {}, {}
+        for option in cli_options():
+            spelled = option.flag[2:].replace("-", "_")
+            if option.kind == "false":
+                negatives[spelled] = option.dest
+            elif spelled != option.dest:
+                aliases[spelled] = option.dest
+        for negative, positive in negatives.items():
             if negative in options:
                 options[positive] = not options.pop(negative)
         train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -75,8 +168,9 @@ class RunConfig:
             run_options["data"] = [
                 d if d in BUILTIN_DATA else str(Path(d).absolute()) for d in run_options["data"]
             ]
-        if isinstance(run_options.get("augment"), str):
-            run_options["augment"] = [run_options["augment"]]
+        for listed in ("augment", "model_option"):
+            if isinstance(run_options.get(listed), str):
+                run_options[listed] = [run_options[listed]]
         if "size" in run_options:
             run_options["size"] = parse_size(run_options["size"])
         if "split" in run_options:
@@ -93,6 +187,7 @@ class RunConfig:
             plane=self.plane,
             split=self.split,
             equalize=self.equalize,
+            valid_on=self.valid_on,
             seed=self.train.seed,
             skip_bad=self.skip_bad,
             cache=self.cache,
@@ -191,7 +286,79 @@ def check_run_options(config: RunConfig) -> None:
         fail("out", config.out, "give a folder name")
     if not all(isinstance(spec, str) for spec in config.augment):
         fail("augment", config.augment, "give specs such as rotate:90,-90 or flip")
+    if config.valid_on not in VALID_ON:
+        fail("valid-on", config.valid_on, f"choose one of {', '.join(VALID_ON)}")
+    if config.valid_on == "test" and (
+        config.data != ["mnist"] or not config.split or config.split[1] != 0
+    ):
+        fail("valid-on", config.valid_on, "needs --data mnist with --split 100,0")
+    if not isinstance(config.model_option, list) or not all(
+        isinstance(item, str) for item in config.model_option
+    ):
+        fail("model-option", config.model_option, "give KEY=VALUE, e.g. kernel=3")
     for option in ("equalize", "overwrite", "skip_bad", "cache", "tensorboard", "report", "quiet"):
         value = getattr(config, option)
         if not isinstance(value, bool):
             fail(option.replace("_", "-"), value, "must be true or false")
+
+
+@dataclass(frozen=True)
+class CliOption:
+    """One ``cnnlab train`` flag, derived from a config field (see :func:`cli_options`).
+
+    ``kind`` says how argparse reads it: ``value`` (one value of ``type``), ``append``
+    (repeatable), ``true``/``false`` (a switch that sets the field true or false), ``both``
+    (``--x`` and ``--no-x``).
+    """
+
+    dest: str
+    flag: str
+    kind: str
+    type: type
+    help: str
+    group: str
+    metavar: str | None
+
+
+def cli_options() -> list[CliOption]:
+    """Every field of RunConfig and TrainConfig as a command-line flag, in field order."""
+    options = []
+    for cls in (RunConfig, TrainConfig):
+        hints = typing.get_type_hints(cls)
+        for item in dataclasses.fields(cls):
+            spec: Flag | None = item.metadata.get("flag")
+            if spec is None:
+                continue
+            base = _base_type(hints[item.name])
+            default = item.default if item.default is not dataclasses.MISSING else None
+            if spec.negative:
+                kind, name = "false", spec.negative
+            elif spec.both:
+                kind, name = "both", spec.name or f"--{item.name.replace('_', '-')}"
+            elif base is bool:
+                kind, name = "true", spec.name or f"--{item.name.replace('_', '-')}"
+            else:
+                kind = "append" if spec.repeat else "value"
+                name = spec.name or f"--{item.name.replace('_', '-')}"
+            text = spec.help
+            if kind in ("value", "both") and default is not None and "[" not in spec.help:
+                shown = ("on" if default else "off") if isinstance(default, bool) else default
+                text += f" [{shown}]"
+            # Sizes and splits are typed as text and parsed by parse_size and parse_split.
+            value_type = base if base in (int, float) else str
+            metavar = spec.metavar or (
+                "{" + ",".join(spec.choices) + "}"
+                if spec.choices
+                else {int: "N", float: "X"}.get(value_type, name[2:].upper())
+            )
+            options.append(CliOption(item.name, name, kind, value_type, text, spec.group, metavar))
+    return options
+
+
+def _base_type(hint: object) -> type:
+    """``int`` for ``int | None``, ``list`` for ``list[str]``, and so on."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return _base_type(args[0])
+    origin = typing.get_origin(hint)
+    return origin if origin is not None else hint  # type: ignore[return-value]

@@ -23,19 +23,18 @@ from pathlib import Path
 import torch
 
 from cnnlab.data.augment import augment, parse_specs
-from cnnlab.data.dataset import Normalizer
 from cnnlab.data.sources import load_split
 from cnnlab.data.split import Split, balance_warnings, format_class_table, write_manifest
 from cnnlab.errors import CnnlabError, RunInterrupted, TrainingDiverged, describe_os_error
 from cnnlab.evaluate import evaluate_subsets, format_metrics
 from cnnlab.export.saved import save_model
 from cnnlab.files import read_json, write_json
-from cnnlab.models import create_model, model_info
+from cnnlab.models import create_model, model_info, parse_model_options
 from cnnlab.runs import folder as runs
 from cnnlab.runs.reading import headline_subset, load_run_split
 from cnnlab.train.callbacks import CSVLogger, ProgressBar
 from cnnlab.train.checkpoint import read_checkpoint_meta
-from cnnlab.train.loop import History, fit, resolve_device
+from cnnlab.train.loop import History, fit, fit_normalizer, resolve_device
 from cnnlab.train.options import (
     RunConfig,
     check_run_options,
@@ -91,6 +90,7 @@ def check_options(config: RunConfig) -> None:
         model_info(config.model)
     except CnnlabError as error:
         raise CnnlabError(f"--model: {error}") from None
+    parse_model_options(config.model_option, config.model)
 
 
 def _claim_out_folder(config: RunConfig, held: ExitStack) -> Path:
@@ -126,6 +126,7 @@ def _build_model(config: RunConfig, split: Split) -> torch.nn.Module:
         in_chans=reference.channels,
         num_classes=reference.num_classes,
         input_size=reference.image_size,
+        **parse_model_options(config.model_option, config.model),
     )
 
 
@@ -311,7 +312,7 @@ def _run(
         print(format_class_table(split), flush=True)
     for problem in balance_warnings(split):
         warnings.warn(problem, stacklevel=2)
-    normalizer = Normalizer.fit(split.train)
+    normalizer = fit_normalizer(split.train, config.train.normalize)
     train = split.train
     if config.augment:
         # On a GPU the augmented copies are made there, from images moved to it once.
@@ -370,7 +371,11 @@ def finish_run(
         folder,
         split.train.class_names,
         bit_depth=split.train.bit_depth,
-        training={"run": config.to_dict(), "best_epoch": history.best_epoch},
+        training={
+            "run": config.to_dict(),
+            "best_epoch": history.best_epoch,
+            "kept_epoch": history.kept_epoch,
+        },
     )
     write_json(
         folder / runs.FINISHED,
@@ -378,6 +383,7 @@ def finish_run(
             "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "epochs_run": len(history.rows),
             "best_epoch": history.best_epoch,
+            "kept_epoch": history.kept_epoch,
             "stop_reason": history.stop_reason,
             "train_seconds": round(history.seconds, 3),
         },
@@ -408,9 +414,11 @@ def _print_result(out: Path, quiet: bool) -> None:
         if (out / "report.html").exists():
             print(f"cnnlab: report {out / 'report.html'}")
     low, high = final["accuracy_ci"]
+    best, kept = finished["best_epoch"], finished.get("kept_epoch", finished["best_epoch"])
+    epochs = f"best epoch {best}" + ("" if kept == best else f", kept the last, {kept}")
     print(
         f"cnnlab: {subset} accuracy {final['accuracy']:.2%} "
-        f"(95% CI {low:.2%}-{high:.2%}), best epoch {finished['best_epoch']}, "
+        f"(95% CI {low:.2%}-{high:.2%}), {epochs}, "
         f"{finished['train_seconds']:.1f}s training; results in {out}",
         flush=True,
     )
