@@ -11,13 +11,12 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.inspect.activations import (
-    first_conv_filters,
+    activations_figure,
     layer_outputs,
     leaf_modules,
     plot_activations,
-    plot_conv_kernels,
-    plot_filters,
 )
+from cnnlab.inspect.figures import mosaic
 from cnnlab.models import create_model, list_models
 
 
@@ -132,6 +131,27 @@ def test_plot_activations_for_every_model(name: str, tmp_path) -> None:
     assert no_hooks(model)
 
 
+def test_activation_rows_show_the_layer_outputs_and_the_probabilities() -> None:
+    torch.manual_seed(0)
+    model = create_model("lenet5")
+    model.class_names = tuple("abcdefghij")
+    image = digit()
+    outputs = {output.name: output.output for output in layer_outputs(model, image)}
+    figure = activations_figure(model, image, max_maps=4)
+    pictures = [axes.images[0].get_array() for axes in figure.axes if axes.images]
+    # The conv1 row is its first four maps side by side, the values themselves (not rescaled).
+    expected = mosaic(outputs["features.conv1"][:4].numpy(), 4, gap=3)
+    assert any(
+        p.shape == expected.shape and np.allclose(p.filled(np.nan), expected, equal_nan=True)
+        for p in pictures
+    )
+    bars = [axes for axes in figure.axes if axes.patches][-1]
+    heights = [patch.get_height() for patch in bars.patches]
+    probabilities = torch.softmax(outputs["head"], dim=0).numpy()
+    np.testing.assert_allclose(heights, probabilities, rtol=1e-6)
+    assert [t.get_text() for t in bars.get_xticklabels()] == list("abcdefghij")
+
+
 def test_plot_activations_three_channels_and_class_names(tmp_path) -> None:
     model = create_model("cnn_dropout", in_chans=3, num_classes=3, input_size=(20, 24))
     model.class_names = ("rod", "coccus", "spiral")
@@ -140,39 +160,6 @@ def test_plot_activations_three_channels_and_class_names(tmp_path) -> None:
     check_png(path)
     with pytest.raises(CnnlabError, match="max_maps"):
         plot_activations(model, digit(channels=3), tmp_path / "x.png", max_maps=0)
-
-
-def test_first_conv_filters() -> None:
-    model = create_model("lenet5")
-    filters = first_conv_filters(model)
-    assert filters.shape == (6, 1, 5, 5)
-    torch.testing.assert_close(filters, model.features.conv1.weight.detach())
-    filters += 1  # a copy: drawing code may not change the model
-    assert not torch.equal(filters, model.features.conv1.weight.detach())
-
-
-def test_mlp_has_no_filters(tmp_path) -> None:
-    model = create_model("mlp")
-    with pytest.raises(CnnlabError, match="mlp has no convolution layer: no filters to show"):
-        first_conv_filters(model)
-    with pytest.raises(CnnlabError, match="no convolution layer"):
-        plot_filters(model, tmp_path / "filters.png")
-    with pytest.raises(CnnlabError, match="no convolution layer"):
-        plot_conv_kernels(model, tmp_path / "kernels.png")
-    assert not (tmp_path / "filters.png").exists()
-
-
-@pytest.mark.parametrize(
-    ("name", "in_chans"), [("lenet5", 1), ("lenet5_3x3", 1), ("cnn_dropout", 3)]
-)
-def test_plot_filters(name: str, in_chans: int, tmp_path) -> None:
-    model = create_model(name, in_chans=in_chans)
-    check_png(plot_filters(model, tmp_path / "filters.png"))
-
-
-@pytest.mark.parametrize("name", ["lenet5", "convnet_bn"])
-def test_plot_conv_kernels(name: str, tmp_path) -> None:
-    check_png(plot_conv_kernels(create_model(name), tmp_path / "kernels.png"))
 
 
 def test_numpy_images_are_accepted() -> None:

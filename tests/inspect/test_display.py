@@ -1,26 +1,16 @@
-"""Display stretching and PNG writing: 16-bit images stay visible, figures become valid PNGs."""
+"""Display stretching: 16-bit images stay visible, whatever their layout."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-import matplotlib as mpl
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from cnnlab.errors import CnnlabError
-from cnnlab.inspect.display import (
-    DPI,
-    cnnlab_style,
-    figure_to_png,
-    new_figure,
-    png_bytes,
-    shape_text,
-    to_display,
-)
+from cnnlab.inspect.display import display_pixels, range_text, shape_text, to_display
 
 
 def microscopy_crop(seed: int = 0) -> np.ndarray:
@@ -96,47 +86,20 @@ def test_bad_percentiles() -> None:
         to_display(np.zeros((3, 3)), low=50, high=10)
 
 
-def test_figure_to_png_writes_a_valid_png_and_creates_folders(tmp_path) -> None:
-    with cnnlab_style():
-        fig = new_figure(4, 3)
-        axes = fig.add_subplot()
-        axes.imshow(to_display(microscopy_crop()), cmap="gray")
-        axes.set_title("crop")
-    path = figure_to_png(fig, tmp_path / "figures" / "crop.png")
-    assert path == tmp_path / "figures" / "crop.png"
-    with Image.open(path) as image:
-        image.verify()
-    with Image.open(path) as image:
-        width, height = image.size
-        assert image.format == "PNG"
-    # tight bounding box: never larger than the figure, not much smaller than the axes
-    assert 100 < width <= 4 * DPI + 2 and 100 < height <= 3 * DPI + 2
-
-
-def test_png_bytes() -> None:
-    fig = new_figure(2, 2)
-    fig.add_subplot().plot([0, 1], [1, 0])
-    data = png_bytes(fig)
-    assert data.startswith(b"\x89PNG\r\n\x1a\n")
-
-
-def test_unwritable_path_is_a_user_error(tmp_path) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("not a folder")
-    with pytest.raises(CnnlabError, match="cannot write"):
-        figure_to_png(new_figure(2, 2), blocker / "x.png")
-
-
-def test_style_does_not_leak() -> None:
-    before = mpl.rcParams["axes.titlesize"]
-    with cnnlab_style():
-        assert mpl.rcParams["axes.titlesize"] == 9
-    assert mpl.rcParams["axes.titlesize"] == before
-
-
 def test_shape_text() -> None:
     assert shape_text((6, 28, 28)) == "6×28×28"
     assert shape_text(torch.Size([400])) == "400"
+    assert range_text(np.array([-1.234, 3.4])) == "values -1.23 … 3.4"
+    assert range_text(np.zeros(0)) == "no values"
+
+
+def test_display_pixels_stretch_16_bit_images_to_8_bits() -> None:
+    image = torch.arange(20000, 20000 + 28 * 28, dtype=torch.int32).reshape(1, 28, 28)
+    pixels = display_pixels(image)
+    assert pixels.dtype == np.uint8 and pixels.shape == (28, 28)
+    assert pixels.min() == 0 and pixels.max() == 255  # stretched, not a flat grey square
+    assert np.all(np.diff(pixels.ravel().astype(int)) >= 0)  # the ramp keeps its order
+    np.testing.assert_array_equal(pixels, np.round(to_display(image) * 255))
 
 
 def test_inspect_modules_do_not_import_pyplot() -> None:
@@ -144,6 +107,8 @@ def test_inspect_modules_do_not_import_pyplot() -> None:
     code = (
         "import sys\n"
         "import cnnlab.inspect.activations, cnnlab.inspect.kernels, cnnlab.inspect.saliency\n"
+        "import cnnlab.inspect.filters, cnnlab.inspect.plots, cnnlab.inspect.confusion\n"
+        "import cnnlab.inspect.mistakes, cnnlab.inspect.report, cnnlab.inspect.run_plots\n"
         "assert 'matplotlib.pyplot' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -11,10 +11,12 @@ from PIL import Image
 from scipy.signal import correlate2d
 
 from cnnlab.errors import CnnlabError
+from cnnlab.inspect.display import to_display
 from cnnlab.inspect.kernels import (
     COURSE_KERNELS,
     KERNELS,
     apply_kernel,
+    kernel_demo_figure,
     kernel_text,
     output_size,
     parse_matrix,
@@ -218,15 +220,20 @@ def test_plot_kernel_demo_from_a_16bit_tiff_with_stride_and_pooling(tmp_path) ->
     yy, xx = np.mgrid[:32, :40]
     crop = (30000 - 9000 * ((((yy - 16) / 10) ** 2 + ((xx - 20) / 6) ** 2) < 1)).astype(np.uint16)
     tifffile.imwrite(tmp_path / "crop.tif", crop)
-    path = plot_kernel_demo(
-        tmp_path / "crop.tif",
-        tmp_path / "demo16.png",
-        kernels=["sobel_x", "gaussian_blur5", "0 1 0; 1 -4 1; 0 1 0", np.eye(2)],
-        padding="same",
-        stride=2,
-        pool=("max", 2),
-    )
-    _check_png(path)
+    kernels = ["sobel_x", "gaussian_blur5", "0 1 0; 1 -4 1; 0 1 0", np.eye(2)]
+    options = {"kernels": kernels, "padding": "same", "stride": 2, "pool": ("max", 2)}
+    figure = kernel_demo_figure(tmp_path / "crop.tif", **options)
+    panels = [axes for axes in figure.axes if axes.images]
+    # The original in its 16-bit counts, then each kernel's output, each stretched on its own.
+    np.testing.assert_allclose(panels[0].images[0].get_array(), to_display(crop))
+    assert "values 21000 … 30000" in panels[0].get_title()
+    for axes, kernel in zip(panels[1:], kernels, strict=True):
+        output = apply_kernel(crop.astype(np.float64), kernel, "same", 2, ("max", 2))
+        np.testing.assert_allclose(axes.images[0].get_array(), to_display(output))
+        assert axes.images[0].get_array().shape == (8, 10)  # ceil(32 / 2) // 2, ceil(40 / 2) // 2
+        assert "same, stride 2 → 16×20, max-pool 2 → 8×10" in axes.get_title()
+    assert kernel_text(KERNELS["gaussian_blur5"]) in [t.get_text() for t in panels[2].texts]
+    _check_png(plot_kernel_demo(tmp_path / "crop.tif", tmp_path / "demo16.png", **options))
 
 
 def test_plot_kernel_demo_rejects_bad_input(tmp_path) -> None:

@@ -1,9 +1,8 @@
-"""The run's pictures: the right images are chosen, and every figure is a real PNG."""
+"""The pictures of the data and of training draw exactly the numbers they are given."""
 
 from __future__ import annotations
 
 import csv
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,8 @@ from PIL import Image
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.errors import CnnlabError
 from cnnlab.inspect import plots
-from cnnlab.models import create_model
+from cnnlab.inspect.display import display_pixels
+from cnnlab.inspect.figures import DPI, tile_grid
 
 CLASSES = ("1cell", "2cell", "groups", "rien")
 ODD_NAME = "roi 117 - 114_1354-001.nd2 - C=0.tif"
@@ -28,79 +28,135 @@ def bacteria_like(n: int = 24, classes: tuple[str, ...] = CLASSES) -> ImageDatas
     return ImageDataset(images, labels, classes, paths, subset="test", bit_depth=16)
 
 
-def tiny_model(num_classes: int = 4) -> torch.nn.Module:
-    model = create_model("lenet5", in_chans=1, num_classes=num_classes, input_size=(28, 28))
-    model.standardize.set_statistics([30000.0], [5800.0])
-    return model.eval()
-
-
-def png_size(path: Path) -> tuple[int, int]:
+def png_matches_figure(path: Path, figure) -> None:
+    """The PNG at ``path`` is ``figure`` as laid out: its inches times the resolution."""
+    width, height = figure.get_size_inches() * DPI  # Agg makes whole pixels of these
+    assert figure.dpi == DPI
     with Image.open(path) as image:
         assert image.format == "PNG"
-        image.load()
-        return image.size
+        assert image.size == pytest.approx((width, height), abs=1)
 
 
-def test_shorten_middle_keeps_both_ends() -> None:
-    short = plots.shorten_middle(ODD_NAME, 20)
-    assert len(short) == 20
-    assert short.startswith("roi 117 - ") and short.endswith("C=0.tif")
-    assert "…" in short
-    assert plots.shorten_middle("a.tif", 20) == "a.tif"
+def bar_heights(ax) -> list[float]:
+    return [patch.get_height() for patch in ax.patches]
 
 
-def test_plain_escapes_dollar_signs() -> None:
-    assert plots.plain("cost $5 and $6.tif") == r"cost \$5 and \$6.tif"
-
-
-def test_worst_indices_are_the_highest_losses_first() -> None:
-    losses = np.array([0.1, 2.5, 0.7, 2.5, 9.0, 0.0])
-    assert plots.worst_indices(losses, 3).tolist() == [4, 1, 3]
-    assert plots.worst_indices(losses, 10).tolist() == np.argsort(-losses, kind="stable").tolist()
-
-
-def test_confused_pairs_counts_off_diagonal_mistakes() -> None:
-    labels = [0, 0, 0, 1, 1, 2, 2, 2, 2]
-    predictions = [1, 1, 0, 0, 1, 1, 0, 0, 0]
-    # Hand count: (2->0) x3, (0->1) x2, (1->0) x1, (2->1) x1; ties in row-major order.
-    assert plots.confused_pairs(labels, predictions, 3, pairs=3) == [
-        (2, 0, 3),
-        (0, 1, 2),
-        (1, 0, 1),
-    ]
-    assert plots.confused_pairs([0, 1], [0, 1], 2) == []
-
-
-def test_samples_grid_has_a_row_per_class(tmp_path: Path) -> None:
+# ------------------------------------------------------------------------------ samples
+def test_samples_grid_shows_the_chosen_images_one_row_per_class(tmp_path: Path) -> None:
     dataset = bacteria_like()
-    four = png_size(plots.plot_samples(dataset, tmp_path / "four.png", per_class=5))
-    two_classes = dataset.select(np.flatnonzero(dataset.labels.numpy() < 2)).replace(
-        class_names=CLASSES[:2], labels=dataset.labels[dataset.labels < 2]
+    figure = plots.samples_figure(dataset, per_class=5, seed=3)
+    (ax,) = figure.axes
+    rows = plots.sample_rows(dataset, 5, seed=3)
+    expected = tile_grid(
+        [[display_pixels(dataset.images[int(i)]) for i in chosen] for *_, chosen in rows], 5
     )
-    two = png_size(plots.plot_samples(two_classes, tmp_path / "two.png", per_class=5))
-    assert four[1] > 1.6 * two[1]
+    np.testing.assert_array_equal(ax.images[0].get_array(), expected)
+    assert [t.get_text() for t in ax.get_yticklabels()] == [f"{c}\n(6)" for c in CLASSES]
+    path = plots.plot_samples(dataset, tmp_path / "four.png", per_class=5, seed=3)
+    png_matches_figure(path, figure)
     with pytest.raises(CnnlabError):
         plots.plot_samples(dataset, tmp_path / "x.png", per_class=0)
 
 
-def test_samples_grid_of_images_of_different_sizes(tmp_path: Path) -> None:
+def test_samples_grid_of_images_of_different_sizes_keeps_their_shapes() -> None:
     images = [torch.full((1, 10 + i, 14), 1000 * i, dtype=torch.int32) for i in range(6)]
     dataset = ImageDataset(
         images, torch.tensor([0, 1, 0, 1, 0, 1]), ("a", "b"), tuple(f"{i}.tif" for i in range(6))
     )
-    assert png_size(plots.plot_samples(dataset, tmp_path / "mixed.png", per_class=3))[0] > 100
+    (ax,) = plots.samples_figure(dataset, per_class=3).axes
+    grid = ax.images[0].get_array()
+    # Cells of the largest image (15 x 14), three per row, 2-pixel gaps, one row per class.
+    assert grid.shape == (2 * 15 + 2, 3 * 14 + 2 * 2)
+    assert (grid[:, 14:16] == 255).all() and (grid[15:17] == 255).all()
 
 
-def test_class_counts_from_datasets_or_tables(tmp_path: Path) -> None:
-    dataset = bacteria_like()
-    from_data = plots.plot_class_counts({"train": dataset, "test": None}, tmp_path / "a.png")
-    table = {"train": {"a": 10, "b": 3}, "valid": {"a": 5, "b": 1}, "test": {"a": 2, "b": 1}}
-    from_table = plots.plot_class_counts(table, tmp_path / "b.png")
-    assert png_size(from_data)[0] > 300 and png_size(from_table)[0] > 300
+def test_samples_of_an_empty_dataset_say_so() -> None:
+    empty = bacteria_like().select([])
+    figure = plots.samples_figure(empty)
+    assert [t.get_text() for t in figure.texts] == ["dataset: no images"]
+
+
+# ------------------------------------------------------------------------------ counts
+def test_class_count_bars_are_the_counts_from_datasets_or_tables(tmp_path: Path) -> None:
+    dataset = bacteria_like(22)  # 6, 6, 5, 5 images
+    (ax,) = plots.class_counts_figure({"train": dataset, "test": None}).axes
+    assert bar_heights(ax) == [6, 6, 5, 5]
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(CLASSES)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["train (22)"]
+    table = {"train": {"a": 10, "b": 3}, "valid": {"a": 5, "b": 1}, "test": {"a": 2}}
+    figure = plots.class_counts_figure(table)
+    (ax,) = figure.axes
+    assert bar_heights(ax) == [10, 3, 5, 1, 2, 0]  # subset by subset; a missing class is 0
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["train (13)", "valid (6)", "test (2)"]
+    assert [t.get_text() for t in ax.texts] == ["10", "3", "5", "1", "2", "0"]  # on the bars
+    png_matches_figure(plots.plot_class_counts(table, tmp_path / "b.png"), figure)
     with pytest.raises(CnnlabError):
         plots.plot_class_counts({}, tmp_path / "c.png")
 
 
+# ------------------------------------------------------------------------------ intensities
+def intensity_dataset() -> ImageDataset:
+    """Three classes of 16-bit images whose brightness differs by class, of two sizes."""
+    rng = np.random.default_rng(7)
+    images, labels = [], []
+    for label, (centre, count) in enumerate([(22000, 9), (30000, 14), (31000, 5)]):
+        for _ in range(count):
+            size = int(rng.choice([12, 16]))
+            pixels = rng.normal(centre, 1500, (1, size, size)).clip(0, 65535)
+            images.append(torch.from_numpy(pixels.astype(np.int32)))
+            labels.append(label)
+    return ImageDataset(
+        images,
+        torch.tensor(labels),
+        ("dim", "mid", "bright"),
+        tuple(f"{i}.tif" for i in range(len(images))),
+        bit_depth=16,
+    )
+
+
+def test_mean_intensities_are_in_the_images_own_units() -> None:
+    dataset = intensity_dataset()
+    expected = [float(np.mean(image.numpy(), dtype=np.float64)) for image in dataset.images]
+    np.testing.assert_allclose(plots.mean_intensities(dataset), expected, rtol=1e-12)
+    uniform = bacteria_like(8)
+    means = uniform.images.numpy().reshape(8, -1).mean(axis=1, dtype=np.float64)
+    np.testing.assert_allclose(plots.mean_intensities(uniform), means, rtol=1e-12)
+    normalized = uniform.with_subset(None).normalize()  # z-scored: back to counts first
+    np.testing.assert_allclose(plots.mean_intensities(normalized), means, rtol=1e-5)
+
+
+def test_intensity_histograms_count_each_class_on_shared_bins(tmp_path: Path) -> None:
+    dataset = intensity_dataset()
+    means = np.array([image.double().mean().item() for image in dataset.images])
+    labels = dataset.labels.numpy()
+    edges = np.histogram_bin_edges(means, bins=12)
+    figure = plots.intensity_histograms_figure(dataset, bins=12)
+    axes = figure.axes
+    assert len(axes) == 3
+    for index, ax in enumerate(axes):
+        counts, _ = np.histogram(means[labels == index], bins=edges)
+        assert bar_heights(ax) == counts.tolist()
+        lefts = [patch.get_x() for patch in ax.patches]
+        np.testing.assert_allclose(lefts, edges[:-1])  # the same bins for every class
+        assert ax.get_ylabel().startswith(f"{dataset.class_names[index]} ({counts.sum()})")
+    assert "16-bit counts" in axes[-1].get_xlabel()
+    assert max(edges) < 32000 < 65535  # the data's range, not the full 16-bit scale
+    path = plots.plot_intensity_histograms(dataset, tmp_path / "h.png", bins=12)
+    png_matches_figure(path, figure)
+    with pytest.raises(CnnlabError, match="bins"):
+        plots.intensity_histograms_figure(dataset, bins=0)
+
+
+def test_intensity_histograms_of_8_bit_images_say_their_units() -> None:
+    images = torch.tensor([0, 50, 100, 250], dtype=torch.uint8).view(4, 1, 1, 1).repeat(1, 1, 3, 3)
+    dataset = ImageDataset(images, torch.tensor([0, 0, 1, 1]), ("a", "b"), tuple("wxyz"))
+    axes = plots.intensity_histograms_figure(dataset, bins=5).axes
+    assert bar_heights(axes[0]) == [1, 1, 0, 0, 0] and bar_heights(axes[1]) == [0, 0, 1, 0, 1]
+    assert "8-bit values, 0–255" in axes[-1].get_xlabel()
+
+
+# ------------------------------------------------------------------------------ training
 def write_history(path: Path, rows: list[dict]) -> Path:
     columns = [
         "epoch",
@@ -118,29 +174,8 @@ def write_history(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def test_read_history_parses_numbers_and_empty_cells(tmp_path: Path) -> None:
-    path = write_history(
-        tmp_path / "history.csv",
-        [
-            {
-                "epoch": 1,
-                "train_loss": 0.5,
-                "train_accuracy": 0.8,
-                "valid_loss": "",
-                "valid_accuracy": "",
-                "lr": 0.001,
-                "seconds": 1.5,
-            },
-        ],
-    )
-    (row,) = plots.read_history(path)
-    assert row["epoch"] == 1.0 and row["train_loss"] == 0.5 and row["valid_loss"] is None
-    with pytest.raises(CnnlabError, match="no such history"):
-        plots.read_history(tmp_path / "missing.csv")
-
-
-def test_learning_curves_from_csv_with_and_without_validation(tmp_path: Path) -> None:
-    rows = [
+def history_rows(epochs: int = 7) -> list[dict]:
+    return [
         {
             "epoch": e,
             "train_loss": 1 / e,
@@ -148,90 +183,53 @@ def test_learning_curves_from_csv_with_and_without_validation(tmp_path: Path) ->
             "valid_loss": 1.1 / e,
             "valid_accuracy": 0.9 - 1 / (e + 2),
             "lr": 0.01,
-            "seconds": 2.0,
+            "seconds": 2.0 + e / 10,
         }
-        for e in range(1, 8)
+        for e in range(1, epochs + 1)
     ]
+
+
+def test_read_history_parses_numbers_and_empty_cells(tmp_path: Path) -> None:
+    row = {**history_rows(1)[0], "valid_loss": "", "valid_accuracy": ""}
+    (parsed,) = plots.read_history(write_history(tmp_path / "history.csv", [row]))
+    assert parsed["epoch"] == 1.0 and parsed["train_loss"] == 1.0 and parsed["valid_loss"] is None
+    with pytest.raises(CnnlabError, match="no such history"):
+        plots.read_history(tmp_path / "missing.csv")
+
+
+def test_learning_curves_draw_the_history_and_mark_the_best_epoch(tmp_path: Path) -> None:
+    rows = history_rows()
     path = write_history(tmp_path / "history.csv", rows)
-    assert png_size(plots.plot_learning_curves(path, tmp_path / "c.png", best_epoch=5))[0] > 600
-    no_valid = [{**row, "valid_loss": None, "valid_accuracy": None} for row in rows]
-    assert png_size(plots.plot_learning_curves(no_valid, tmp_path / "d.png", best_epoch=7))
-    assert png_size(plots.plot_epoch_times(rows, tmp_path / "t.png"))
+    figure = plots.learning_curves_figure(path, best_epoch=5)
+    loss_ax, accuracy_ax = figure.axes
+    for ax, metric in ((loss_ax, "loss"), (accuracy_ax, "accuracy")):
+        train, valid, star = (line for line in ax.lines if len(line.get_xdata()) != 2)
+        assert list(train.get_xdata()) == list(range(1, 8))
+        np.testing.assert_allclose(train.get_ydata(), [r[f"train_{metric}"] for r in rows])
+        np.testing.assert_allclose(valid.get_ydata(), [r[f"valid_{metric}"] for r in rows])
+        assert (star.get_xdata()[0], star.get_ydata()[0]) == (5, rows[4][f"valid_{metric}"])
+    assert "best epoch 5" in loss_ax.texts[0].get_text()
+    assert [t.get_text() for t in loss_ax.get_legend().get_texts()] == ["training", "validation"]
+    png_matches_figure(plots.plot_learning_curves(path, tmp_path / "c.png", best_epoch=5), figure)
 
 
-def test_confusion_plots_handle_empty_rows_and_many_classes(tmp_path: Path) -> None:
-    confusion = np.array([[5, 1, 0], [0, 0, 0], [2, 0, 7]])
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # an empty class must not divide by zero
-        plots.plot_confusion(confusion, ["a", "b", "c"], tmp_path / "n.png", normalize=True)
-    plots.plot_confusion(confusion, ["a", "b", "c"], tmp_path / "c.png")
-    twelve = np.random.default_rng(0).integers(0, 40, (12, 12))
-    wide = plots.plot_confusion_pair(twelve, [f"class {i}" for i in range(12)], tmp_path / "p.png")
-    assert png_size(wide)[0] > png_size(tmp_path / "c.png")[0]
-    with pytest.raises(CnnlabError, match="shape"):
-        plots.plot_confusion(confusion, ["a", "b"], tmp_path / "bad.png")
+def test_learning_curves_without_validation_mark_the_training_value() -> None:
+    rows = [{**row, "valid_loss": None, "valid_accuracy": None} for row in history_rows()]
+    loss_ax, _ = plots.learning_curves_figure(rows, best_epoch=7).axes
+    curves = [line for line in loss_ax.lines if len(line.get_xdata()) not in (1, 2)]
+    assert len(curves) == 1  # training only
+    star = next(line for line in loss_ax.lines if len(line.get_xdata()) == 1)
+    assert star.get_ydata()[0] == rows[6]["train_loss"]
 
 
-def test_worst_cases_and_confused_pairs_render_awkward_file_names(tmp_path: Path) -> None:
-    dataset = bacteria_like(12)
-    dataset = dataset.replace(paths=(*dataset.paths[:-1], "/data/rien/price $5 and $6.tif"))
-    model = tiny_model()
-    worst = plots.plot_worst_cases(model, dataset, tmp_path / "worst.png", count=6, columns=3)
-    assert png_size(worst)[0] > 500
-    pairs = plots.plot_confused_pairs(model, dataset, tmp_path / "pairs.png")
-    assert png_size(pairs)[0] > 100
-
-
-def test_confused_pairs_without_mistakes_says_so(tmp_path: Path) -> None:
-    dataset = bacteria_like(8)
-    labels = dataset.labels.numpy()
-    perfect = {
-        "labels": labels,
-        "predictions": labels,
-        "probabilities": np.eye(4)[labels],
-        "loss": np.zeros(8),
-    }
-    path = plots.plot_confused_pairs(None, dataset, tmp_path / "none.png", samples=perfect)
-    assert png_size(path)[1] < 200  # the one-line note, not a grid
-
-
-def test_display_pixels_stretch_16_bit_images_to_8_bits() -> None:
-    image = torch.arange(20000, 20000 + 28 * 28, dtype=torch.int32).reshape(1, 28, 28)
-    pixels = plots.display_pixels(image)
-    assert pixels.dtype == np.uint8 and pixels.shape == (28, 28)
-    assert pixels.min() == 0 and pixels.max() == 255  # stretched, not a flat grey square
-    assert np.all(np.diff(pixels.ravel().astype(int)) >= 0)  # the ramp keeps its order
-
-
-def test_tile_grid_centres_tiles_of_any_size_between_white_gaps() -> None:
-    small = np.zeros((2, 2), dtype=np.uint8)
-    tall = np.full((4, 2), 100, dtype=np.uint8)
-    grid = plots.tile_grid([[small, tall], [tall]], columns=2, gap=1)
-    # Cells are 4x2 (the largest tile); 2 rows and 2 columns with one-pixel gaps.
-    assert grid.shape == (4 + 1 + 4, 2 + 1 + 2)
-    assert (grid[1:3, 0:2] == 0).all() and (grid[0, 0:2] == 255).all()  # centred vertically
-    assert (grid[0:4, 3:5] == 100).all()
-    assert (grid[:, 2] == 255).all() and (grid[4, :] == 255).all()  # the gaps
-    assert (grid[5:9, 3:5] == 255).all()  # an empty cell stays background
-    colour = plots.tile_grid([[small, np.zeros((2, 2, 3), dtype=np.uint8)]], columns=2)
-    assert colour.shape == (2, 2 + 2 + 2, 3)
-
-
-def test_png_of_round_trips_the_pixels(tmp_path: Path) -> None:
-    pixels = np.random.default_rng(0).integers(0, 256, (5, 7), dtype=np.uint8)
-    path = tmp_path / "p.png"
-    path.write_bytes(plots.png_of(pixels))
-    with Image.open(path) as image:
-        assert image.size == (7, 5)
-        assert np.array_equal(np.asarray(image), pixels)
-
-
-def test_sample_rows_pick_distinct_images_of_each_class() -> None:
-    dataset = bacteria_like(24)
-    rows = plots.sample_rows(dataset, per_class=4, seed=1)
-    labels = dataset.labels.numpy()
-    assert [name for name, _, _ in rows] == list(CLASSES)
-    for index, (_, count, chosen) in enumerate(rows):
-        assert count == 6 and len(set(chosen.tolist())) == 4
-        assert (labels[chosen] == index).all()
-    assert all(len(chosen) == 6 for *_, chosen in plots.sample_rows(dataset, per_class=50))
+def test_epoch_times_are_bars_with_their_mean(tmp_path: Path) -> None:
+    rows = history_rows(4)
+    figure = plots.epoch_times_figure(rows)
+    (ax,) = figure.axes
+    np.testing.assert_allclose(bar_heights(ax), [2.1, 2.2, 2.3, 2.4])
+    (mean_line,) = ax.lines
+    assert mean_line.get_ydata()[0] == pytest.approx(2.25)
+    assert ax.texts[0].get_text() == "mean 2.25 s"
+    png_matches_figure(plots.plot_epoch_times(rows, tmp_path / "t.png"), figure)
+    empty = plots.epoch_times_figure([{"epoch": 1.0, "seconds": None}])
+    assert [t.get_text() for t in empty.texts] == ["no epoch times in the history"]

@@ -11,11 +11,14 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from markupsafe import Markup
 from PIL import Image
 
 from cnnlab.errors import CnnlabError
 from cnnlab.export.saved import load, save_model
-from cnnlab.inspect.report import accuracy_level, confusion_html, duration, write_report
+from cnnlab.inspect import confusion
+from cnnlab.inspect.report import write_report
+from cnnlab.inspect.report.html import accuracy_level, confusion_html, duration, html, table
 from cnnlab.models import create_model
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -95,6 +98,42 @@ def test_report_is_one_self_contained_file(report: Path) -> None:
         png = base64.b64decode(source.split(",", 1)[1], validate=True)
         assert png.startswith(b"\x89PNG\r\n\x1a\n")
     assert text.count("<svg") >= 2  # the network graph and its legend, inline
+
+
+def test_report_inlines_the_package_stylesheet(report: Path) -> None:
+    from importlib import resources
+
+    css = resources.files("cnnlab.inspect.report").joinpath("report.css").read_text("utf-8")
+    text = report.read_text(encoding="utf-8")
+    styles = re.findall(r"<style>(.*?)</style>", text, re.S)
+    assert [style.strip() for style in styles] == [css.strip()]  # once, unescaped ("a>b")
+    assert "details>summary" in styles[0]
+
+
+def test_names_are_escaped_and_figures_are_rendered_in_memory(
+    finished_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the report made a temporary folder")
+
+    run = copy_run(finished_run, tmp_path)
+    config = json.loads((run / "config.json").read_text())
+    config["model"] = "le<net>&5"
+    (run / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", refuse)
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)
+    out = tmp_path / "out"
+    out.mkdir()
+    report = write_report(run, out=out / "r.html")
+    text = report.read_text(encoding="utf-8")
+    assert "<h1>le&lt;net&gt;&amp;5 on bacteria</h1>" in text
+    assert "<title>le&lt;net&gt;&amp;5 on bacteria · cnnlab report</title>" in text
+    assert "<net>" not in text
+    page = parse(report)
+    assert page.notes == [] and len(page.images) >= 8
+    assert [p.name for p in out.iterdir()] == ["r.html"]  # nothing else was written
 
 
 def test_report_has_every_section_and_the_run_numbers(report: Path, finished_run: Path) -> None:
@@ -259,6 +298,27 @@ def test_confusion_table_holds_counts_shares_and_totals() -> None:
     assert text.count('class="diag"') == 2 and text.count('class="off"') == 2
     with pytest.raises(CnnlabError, match="3 class names"):
         confusion_html([[1, 0], [0, 1]], ["a", "b", "c"])
+
+
+def test_confusion_table_has_the_colours_of_the_confusion_figure() -> None:
+    counts = [[5, 1, 0], [0, 0, 0], [2, 0, 7]]
+    text = confusion_html(counts, ["a", "b", "c"])
+    styles = re.findall(
+        r'<td class="(?:diag|off|zero)" style="background:rgb\((\d+),(\d+),(\d+)\)', text
+    )
+    image, _ = confusion.cell_colours(confusion.confusion_counts(counts, ["a", "b", "c"]))
+    assert [tuple(map(int, s)) for s in styles] == [tuple(c) for c in image.reshape(-1, 3)]
+
+
+def test_html_helpers_escape_text_and_keep_trusted_fragments() -> None:
+    name = 'a<b & "c"'
+    assert html("<b>{}</b>", name) == "<b>a&lt;b &amp; &#34;c&#34;</b>"
+    assert html("<b>{}</b>", Markup("<i>x</i>")) == "<b><i>x</i></b>"
+    built = table(["<h>"], [[name], [Markup("<code>x</code>")]])
+    assert "<th>&lt;h&gt;</th>" in built and "<td>a&lt;b &amp; &#34;c&#34;</td>" in built
+    assert "<td><code>x</code></td>" in built
+    text = confusion_html([[1, 0], [0, 1]], ["<script>", "b&c"])
+    assert "<script>" not in text and "&lt;script&gt;" in text and "b&amp;c" in text
 
 
 def test_report_from_the_model_and_split_in_memory(finished_run: Path, tmp_path: Path) -> None:

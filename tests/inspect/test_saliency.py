@@ -12,11 +12,11 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.inspect.saliency import (
-    CAPTUM_SALIENCY,
     GRAD_CAM,
-    TORCH_SALIENCY,
+    INPUT_SALIENCY,
     plot_saliency,
     saliency,
+    saliency_figure,
     saliency_map,
 )
 from cnnlab.models import create_model
@@ -74,12 +74,6 @@ def hand_grad_cam(model: LineDetectors, image: torch.Tensor, target: int) -> np.
     return cam / cam.max()
 
 
-@pytest.fixture
-def no_captum(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "captum", None)
-    monkeypatch.setitem(sys.modules, "captum.attr", None)
-
-
 @pytest.mark.parametrize("target", [0, 1])
 def test_grad_cam_matches_its_definition_and_the_relevant_half(target: int) -> None:
     model, image = LineDetectors(), lines_image()
@@ -92,35 +86,26 @@ def test_grad_cam_matches_its_definition_and_the_relevant_half(target: int) -> N
     assert fraction > 0.99 if target == 0 else fraction < 0.01
 
 
-@pytest.mark.parametrize("target", [0, 1])
-def test_fallback_without_captum_uses_input_gradients(no_captum, target: int) -> None:
-    model, image = LineDetectors(), lines_image()
-    result = saliency(model, image, target)
-    assert result.method == TORCH_SALIENCY
-    assert result.map.shape == (SIZE, SIZE)
-    assert result.map.min() >= 0.0 and result.map.max() == pytest.approx(1.0)
-    fraction = left_fraction(result.map)
-    # the 3x3 kernel reaches one pixel across the middle at most
-    assert fraction > 0.95 if target == 0 else fraction < 0.05
-
-
-def test_fallback_equals_captum_saliency_on_a_network_without_convolutions(monkeypatch) -> None:
+def test_a_network_without_convolutions_gets_the_input_gradient() -> None:
     torch.manual_seed(0)
     model = create_model("mlp", input_size=(12, 12))
     image = torch.randint(0, 256, (1, 12, 12), dtype=torch.uint8)
-    with_captum = saliency(model, image, target=3)
-    assert with_captum.method == CAPTUM_SALIENCY
-    monkeypatch.setitem(sys.modules, "captum", None)
-    monkeypatch.setitem(sys.modules, "captum.attr", None)
-    plain = saliency(model, image, target=3)
-    assert plain.method == TORCH_SALIENCY
-    np.testing.assert_allclose(plain.map, with_captum.map, atol=1e-6)
-    # and both are |d logit / d pixel|: for an MLP of ReLUs that is a product of matrices
+    result = saliency(model, image, target=3)
+    assert result.method == INPUT_SALIENCY and result.layer is None
+    # |d logit / d pixel|: for an MLP of ReLUs that is a product of matrices
     x = image[None].float().requires_grad_(True)
     model.eval()
     model(x)[0, 3].backward()
     reference = x.grad[0, 0].abs().numpy()
-    np.testing.assert_allclose(plain.map, reference / reference.max(), atol=1e-6)
+    np.testing.assert_allclose(result.map, reference / reference.max(), atol=1e-6)
+
+
+def test_captum_is_required_not_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without captum there is no silent fallback to another kind of map."""
+    monkeypatch.setitem(sys.modules, "captum", None)
+    monkeypatch.setitem(sys.modules, "captum.attr", None)
+    with pytest.raises(ImportError):
+        saliency(LineDetectors(), lines_image(), target=0)
 
 
 def test_target_defaults_to_the_prediction_and_is_checked() -> None:
@@ -175,7 +160,23 @@ def test_plot_saliency(tmp_path) -> None:
     )
 
 
-def test_plot_saliency_rgb_16bit_and_fallback(no_captum, tmp_path) -> None:
+def test_plot_saliency_rgb_16bit(tmp_path) -> None:
     model = create_model("cnn_dropout", in_chans=3, num_classes=2, input_size=(20, 20))
     image = torch.randint(20000, 40000, (3, 20, 20), dtype=torch.int32)
     check_png(plot_saliency(model, image, tmp_path / "rgb.png", class_names=("rod", "coccus")))
+
+
+def test_saliency_figure_shows_the_map_and_names_what_it_explains() -> None:
+    model, image = LineDetectors(), lines_image()
+    names = ("vertical", "horizontal")
+    model.class_names = names
+    other = 1 - saliency(model, image).predicted  # explain the class the model did not pick
+    result = saliency(model, image, target=other)
+    figure = saliency_figure(model, image, target=other)
+    image_axes, map_axes, overlay_axes = figure.axes[:3]
+    np.testing.assert_array_equal(map_axes.images[0].get_array(), result.map)
+    np.testing.assert_array_equal(overlay_axes.images[1].get_array(), result.map)
+    assert image_axes.images[0].get_array().shape == (SIZE, SIZE)
+    title = figure.get_suptitle()
+    assert f"predicts {names[result.predicted]!r}" in title
+    assert f"map explains {names[other]!r}" in title and "Grad-CAM on features.0" in title

@@ -3,23 +3,43 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.errors import CnnlabError
+from cnnlab.evaluate import per_sample
+from cnnlab.evaluate.metrics import confusion_matrix
+from cnnlab.inspect.confusion import confusion_figure
+from cnnlab.inspect.figures import figure_png, png_pixels
+from cnnlab.inspect.plots import samples_figure
 from cnnlab.models import create_model
+from cnnlab.models.base import ImageClassifier
 from cnnlab.train.loop import fit
-from cnnlab.train.tensorboard import CONFUSION_TAG, SAMPLES_TAG, SCALAR_TAGS, TensorBoardLogger
+from cnnlab.train.tensorboard import (
+    CONFUSION_TAG,
+    PARAMETERS_SECTION,
+    SAMPLES_TAG,
+    SCALAR_TAGS,
+    TensorBoardLogger,
+)
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 
 
 def read_events(log_dir: Path):
     accumulator = event_accumulator.EventAccumulator(
-        str(log_dir), size_guidance={event_accumulator.SCALARS: 0, event_accumulator.IMAGES: 0}
+        str(log_dir),
+        size_guidance={
+            event_accumulator.SCALARS: 0,
+            event_accumulator.IMAGES: 0,
+            event_accumulator.HISTOGRAMS: 0,
+        },
     )
     accumulator.Reload()
     return accumulator
@@ -89,10 +109,94 @@ def test_training_run_logs_history_and_pictures(tmp_path: Path) -> None:
         expected = [row[key] for row in history.rows]
         assert [event.value for event in got] == pytest.approx(expected, rel=1e-6), tag
     assert set(events.Tags()["images"]) == {CONFUSION_TAG, SAMPLES_TAG}
-    for tag in (CONFUSION_TAG, SAMPLES_TAG):
+    # The pictures are the confusion figure of the validation counts under the kept weights,
+    # and the samples figure of the validation set.
+    results = per_sample(model, valid)
+    counts = confusion_matrix(results["labels"], results["predictions"], 3)
+    expected = {
+        CONFUSION_TAG: png_pixels(figure_png(confusion_figure(counts, valid.class_names))),
+        SAMPLES_TAG: png_pixels(figure_png(samples_figure(valid, 6))),
+    }
+    for tag, pixels in expected.items():
         (image,) = events.Images(tag)
-        assert image.step == 2 and image.width > 100 and image.height > 100
-        assert image.encoded_image_string.startswith(b"\x89PNG")
+        assert image.step == 2 and (image.height, image.width) == pixels.shape[:2]
+        np.testing.assert_array_equal(png_pixels(image.encoded_image_string), pixels)
+
+
+class Snapshots:
+    """Every parameter's values at the end of every epoch, as the logger sees them."""
+
+    def __init__(self) -> None:
+        self.epochs: dict[int, dict[str, torch.Tensor]] = {}
+
+    def on_epoch_end(self, logs: dict) -> None:
+        self.epochs[logs["epoch"]] = {
+            name: p.detach().clone() for name, p in logs["model"].named_parameters()
+        }
+
+
+def small_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return create_model("cnn_dropout", in_chans=1, num_classes=3, input_size=(12, 12))
+
+
+def test_graph_and_a_histogram_of_every_parameter_per_epoch(tmp_path: Path) -> None:
+    train, valid = digits(48, 0, "train"), digits(18, 1, "valid")
+    model, snapshots = small_cnn(), Snapshots()
+    logger = TensorBoardLogger(tmp_path / "tb")
+    options = {"epochs": 3, "batch_size": 16, "threads": 1}
+    fit(model, train, valid, callbacks=[logger, snapshots], **options)
+    events = read_events(tmp_path / "tb")
+    assert events.Tags()["graph"]
+    nodes = [node.name for node in events.Graph().node]
+    assert any("Conv2d" in name for name in nodes) and any("Linear" in name for name in nodes)
+    names = [name for name, _ in model.named_parameters()]
+    assert sorted(events.Tags()["histograms"]) == sorted(f"{PARAMETERS_SECTION}/{n}" for n in names)
+    for name in names:
+        got = events.Histograms(f"{PARAMETERS_SECTION}/{name}")
+        assert [event.step for event in got] == [1, 2, 3]
+        for event in got:
+            values = snapshots.epochs[event.step][name].double()
+            histogram = event.histogram_value
+            assert histogram.num == values.numel()
+            assert histogram.min == pytest.approx(float(values.min()), rel=1e-6)
+            assert histogram.max == pytest.approx(float(values.max()), rel=1e-6)
+            assert histogram.sum == pytest.approx(float(values.sum()), rel=1e-5, abs=1e-6)
+    # Tracing and histograms change nothing: the same training without the logger.
+    alone = small_cnn()
+    fit(alone, train, valid, **options)
+    for (name, a), b in zip(model.state_dict().items(), alone.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert model.training  # the logger gave the model its mode back
+
+
+class Untraceable(ImageClassifier):
+    """Returns a Python list, which the tracer cannot record."""
+
+    def __init__(self) -> None:
+        super().__init__(1, 2, (4, 4))
+        self.head = nn.Linear(16, 2)
+
+    def forward(self, x: torch.Tensor):
+        return self.head(x.flatten(1)).tolist()
+
+
+def test_a_model_that_cannot_be_traced_is_one_warning_and_no_graph(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    logger = TensorBoardLogger(tmp_path / "tb")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        logger.on_fit_start({"epoch": 1, "model": Untraceable()})
+        logger.on_epoch_end({"epoch": 1, "train_loss": 0.5, "model": Untraceable()})
+        logger.on_fit_end({})
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and messages[0].startswith("TensorBoard: no graph of the model")
+    assert "\n" not in messages[0]
+    assert capsys.readouterr().out == ""  # the tracer's own error print is kept off stdout
+    events = read_events(tmp_path / "tb")
+    assert not events.Tags()["graph"]
+    assert events.Tags()["histograms"] == ["parameters/head.weight", "parameters/head.bias"]
 
 
 def test_resumed_run_replaces_the_epochs_trained_again(tmp_path: Path) -> None:

@@ -1,106 +1,18 @@
-"""Turning images into something a screen can show, and figures into PNG files.
+"""Turning images into something a screen can show.
 
 Microscopy images are 16-bit: a phase-contrast crop typically holds counts between 20,000 and
 40,000 out of 65,535. Shown with a fixed 0..255 or 0..65,535 scale such an image is a white or a
 flat grey square, and a student concludes that the data are broken. :func:`to_display` therefore
 stretches every image by its own robust percentiles, which works for 8-bit digits, 16-bit crops
 and the signed, unbounded outputs of convolution layers alike.
-
-Figures are built on :class:`matplotlib.figure.Figure` directly instead of through ``pyplot``:
-no global figure list, no GUI backend, nothing to forget to close, and no interference with a
-notebook or program that imported cnnlab and uses pyplot itself. Saving a bare ``Figure`` renders
-with matplotlib's Agg canvas whatever backend is configured, so cnnlab never calls
-``matplotlib.use``.
 """
 
 from __future__ import annotations
 
-import io
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-
-import matplotlib as mpl
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 from cnnlab.errors import CnnlabError
-
-#: Resolution of every saved figure: sharp on a laptop screen, small on disk.
-DPI = 110
-#: Width of full-width figures in inches (a page or a notebook cell).
-FIGURE_WIDTH = 12.0
-
-SUPTITLE_SIZE = 12
-TITLE_SIZE = 9
-LABEL_SIZE = 8
-SMALL_SIZE = 7
-
-#: Matplotlib settings shared by all cnnlab figures (see :func:`cnnlab_style`).
-STYLE: dict[str, object] = {
-    "font.size": LABEL_SIZE,
-    "axes.titlesize": TITLE_SIZE,
-    "axes.labelsize": LABEL_SIZE,
-    "xtick.labelsize": SMALL_SIZE,
-    "ytick.labelsize": SMALL_SIZE,
-    "legend.fontsize": SMALL_SIZE,
-    "figure.titlesize": SUPTITLE_SIZE,
-    "figure.facecolor": "white",
-    "savefig.facecolor": "white",
-    "image.interpolation": "nearest",
-    "image.origin": "upper",
-}
-
-
-@contextmanager
-def cnnlab_style() -> Iterator[None]:
-    """Apply :data:`STYLE` while a figure is built and saved, restoring the caller's settings.
-
-    Matplotlib reads font sizes when a text is created, so the whole drawing (not only the
-    saving) must happen inside this context.
-    """
-    with mpl.rc_context(STYLE):
-        yield
-
-
-def new_figure(width: float = FIGURE_WIDTH, height: float = 4.0) -> Figure:
-    """A pyplot-free figure of ``width`` x ``height`` inches (see the module docstring)."""
-    return Figure(figsize=(width, height), dpi=DPI)
-
-
-def figure_to_png(fig: Figure, path: str | Path) -> Path:
-    """Save ``fig`` as a PNG at :data:`DPI` with a tight bounding box, then release it.
-
-    Parent folders are created, so a report can write ``figures/x.png`` into a fresh run folder.
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.08)
-    except OSError as error:
-        raise CnnlabError(f"cannot write the figure {path}: {error.strerror or error}") from None
-    finally:
-        _close(fig)
-    return path
-
-
-def png_bytes(fig: Figure) -> bytes:
-    """``fig`` as PNG bytes (for HTML reports and TensorBoard), then release it."""
-    buffer = io.BytesIO()
-    try:
-        fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.08)
-    finally:
-        _close(fig)
-    return buffer.getvalue()
-
-
-def _close(fig: Figure) -> None:
-    """Forget ``fig`` in pyplot if pyplot made it; a bare Figure is simply garbage collected."""
-    pyplot = sys.modules.get("matplotlib.pyplot")
-    if pyplot is not None and pyplot.fignum_exists(getattr(fig, "number", -1)):
-        pyplot.close(fig)
 
 
 def to_display(
@@ -170,25 +82,24 @@ def range_text(values: np.ndarray | torch.Tensor) -> str:
     return f"values {array.min():.3g} … {array.max():.3g}"
 
 
-def mosaic(tiles: np.ndarray, columns: int, gap: int = 1) -> np.ndarray:
-    """``(N, h, w)`` tiles as one ``(rows*h + gaps, columns*w + gaps)`` image, NaN between them.
+def display_pixels(image: torch.Tensor | np.ndarray) -> np.ndarray:
+    """``image`` as 8-bit screen pixels, ``(H, W)`` or ``(H, W, 3)``, contrast-stretched.
 
-    Drawing one image with NaN gaps (shown in the colour map's "bad" colour) instead of one
-    axes per tile makes figures with hundreds of feature maps or kernels fast to render, and
-    keeps one shared colour scale by construction.
+    The per-image percentile stretch of :func:`to_display` is what makes 16-bit phase-contrast
+    crops visible at all; 8 bits are all a screen shows.
     """
-    count, height, width = tiles.shape
-    columns = max(1, min(columns, count))
-    rows = -(-count // columns)
-    out = np.full((rows * height + (rows - 1) * gap, columns * width + (columns - 1) * gap), np.nan)
-    for index in range(count):
-        row, column = divmod(index, columns)
-        top, left = row * (height + gap), column * (width + gap)
-        out[top : top + height, left : left + width] = tiles[index]
-    return out
+    return np.round(to_display(image) * 255.0).astype(np.uint8)
 
 
-def tile_origin(index: int, columns: int, shape: tuple[int, int], gap: int) -> tuple[int, int]:
-    """(top, left) pixel of tile ``index`` in a :func:`mosaic`, for labels drawn on it."""
-    row, column = divmod(index, columns)
-    return row * (shape[0] + gap), column * (shape[1] + gap)
+def show_image(ax, image: torch.Tensor | np.ndarray) -> None:
+    """Draws one dataset image on ``ax``, contrast-stretched, without ticks or frame.
+
+    Every image gets its own percentile stretch (:func:`to_display`): 16-bit phase-contrast
+    counts would otherwise show as a flat grey square.
+    """
+    shown = to_display(image)
+    ax.imshow(shown, cmap="gray" if shown.ndim == 2 else None, vmin=0.0, vmax=1.0)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)

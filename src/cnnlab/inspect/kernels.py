@@ -26,16 +26,17 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 
 from cnnlab.errors import CnnlabError
-from cnnlab.inspect.display import (
+from cnnlab.inspect.display import to_display
+from cnnlab.inspect.figures import (
     LABEL_SIZE,
     SUPTITLE_SIZE,
     TITLE_SIZE,
-    cnnlab_style,
-    figure_to_png,
     new_figure,
-    to_display,
+    save_figure,
+    styled,
 )
 
 Padding = str | int
@@ -78,7 +79,7 @@ KERNEL_USES: dict[str, str] = {
     "diagonal_line": "diagonal lines (Keras notebook filter 5)",
 }
 
-#: The course table's kernels, the default of :func:`plot_kernel_demo`.
+#: The course table's kernels, the default of :func:`kernel_demo_figure`.
 COURSE_KERNELS = ("identity", "edge1", "edge2", "edge3", "sharpen", "gaussian_blur")
 
 
@@ -298,15 +299,15 @@ def _padding_label(padding: Padding) -> str:
     return padding.lower() if isinstance(padding, str) else f"padding {padding}"
 
 
-def plot_kernel_demo(
+@styled
+def kernel_demo_figure(
     image: str | os.PathLike | np.ndarray | torch.Tensor,
-    path: str | Path,
     kernels: Sequence[str | np.ndarray] = COURSE_KERNELS,
     padding: Padding = "valid",
     stride: int = 1,
     pool: Pool = None,
     columns: int = 4,
-) -> Path:
+) -> Figure:
     """The original image and its convolution with each kernel, with the size arithmetic.
 
     Each panel is titled with the kernel, the padding, stride and pooling, the output size and
@@ -330,53 +331,65 @@ def plot_kernel_demo(
     width, height = columns * cell, rows * row_height + 0.55
     h, w = gray.shape
 
-    with cnnlab_style():
-        fig = new_figure(width, height)
-        fig.suptitle(
-            f"Convolution demo: {h}×{w} image, {_padding_label(padding)}, stride {stride}"
-            + (f", {checked_pool[0]}-pool {checked_pool[1]}" if checked_pool else ""),
-            fontsize=SUPTITLE_SIZE,
-            y=1 - 0.1 / height,
-            va="top",
-        )
-        for panel in range(panels):
-            row, column = divmod(panel, columns)
-            bottom = height - 0.55 - row * row_height - title_height - cell
-            axes = fig.add_axes(
-                (
-                    (column * cell + 0.08) / width,
-                    bottom / height,
-                    (cell - 0.16) / width,
-                    (cell - 0.05) / height,
-                )
+    fig = new_figure(width, height)
+    fig.suptitle(
+        f"Convolution demo: {h}×{w} image, {_padding_label(padding)}, stride {stride}"
+        + (f", {checked_pool[0]}-pool {checked_pool[1]}" if checked_pool else ""),
+        fontsize=SUPTITLE_SIZE,
+        y=1 - 0.1 / height,
+        va="top",
+    )
+    for panel in range(panels):
+        row, column = divmod(panel, columns)
+        bottom = height - 0.55 - row * row_height - title_height - cell
+        axes = fig.add_axes(
+            (
+                (column * cell + 0.08) / width,
+                bottom / height,
+                (cell - 0.16) / width,
+                (cell - 0.05) / height,
             )
-            if panel == 0:
-                axes.imshow(to_display(gray), cmap="gray", aspect="equal")
-                axes.set_title(
-                    f"original\n{h}×{w}\nvalues {gray.min():.5g} … {gray.max():.5g}",
-                    fontsize=TITLE_SIZE,
-                )
-            else:
-                label, matrix = resolved[panel - 1]
-                output = outputs[panel - 1]
-                axes.imshow(to_display(output), cmap="gray", aspect="equal")
-                axes.set_title(
-                    _panel_title(label, matrix, (h, w), padding, stride, checked_pool, output),
-                    fontsize=TITLE_SIZE,
-                )
-                axes.text(
-                    0.5,
-                    -0.04,
-                    kernel_text(matrix),
-                    transform=axes.transAxes,
-                    ha="center",
-                    va="top",
-                    family="monospace",
-                    fontsize=LABEL_SIZE,
-                )
-            axes.set_xticks([])
-            axes.set_yticks([])
-        return figure_to_png(fig, path)
+        )
+        if panel == 0:
+            axes.imshow(to_display(gray), cmap="gray", aspect="equal")
+            axes.set_title(
+                f"original\n{h}×{w}\nvalues {gray.min():.5g} … {gray.max():.5g}",
+                fontsize=TITLE_SIZE,
+            )
+        else:
+            label, matrix = resolved[panel - 1]
+            output = outputs[panel - 1]
+            axes.imshow(to_display(output), cmap="gray", aspect="equal")
+            axes.set_title(
+                _panel_title(label, matrix, (h, w), padding, stride, checked_pool, output),
+                fontsize=TITLE_SIZE,
+            )
+            axes.text(
+                0.5,
+                -0.04,
+                kernel_text(matrix),
+                transform=axes.transAxes,
+                ha="center",
+                va="top",
+                family="monospace",
+                fontsize=LABEL_SIZE,
+            )
+        axes.set_xticks([])
+        axes.set_yticks([])
+    return fig
+
+
+def plot_kernel_demo(
+    image: str | os.PathLike | np.ndarray | torch.Tensor,
+    path: str | Path,
+    kernels: Sequence[str | np.ndarray] = COURSE_KERNELS,
+    padding: Padding = "valid",
+    stride: int = 1,
+    pool: Pool = None,
+    columns: int = 4,
+) -> Path:
+    """Writes :func:`kernel_demo_figure` as a PNG to ``path``."""
+    return save_figure(kernel_demo_figure(image, kernels, padding, stride, pool, columns), path)
 
 
 def _panel_title(

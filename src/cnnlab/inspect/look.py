@@ -9,7 +9,8 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.export.predict import prepare_images
-from cnnlab.inspect.activations import plot_activations, plot_conv_kernels, plot_filters
+from cnnlab.inspect.activations import plot_activations
+from cnnlab.inspect.filters import plot_conv_kernels, plot_filters
 from cnnlab.inspect.saliency import plot_saliency
 
 

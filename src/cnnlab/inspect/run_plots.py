@@ -7,7 +7,8 @@ from pathlib import Path
 
 from cnnlab.errors import CnnlabError
 from cnnlab.export.saved import load
-from cnnlab.inspect import plots
+from cnnlab.inspect import mistakes, plots
+from cnnlab.inspect.confusion import plot_confusion_pair
 from cnnlab.inspect.report import read_run
 from cnnlab.runs.reading import load_run_split
 
@@ -39,7 +40,7 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     written.append(plots.plot_class_counts(counts, out / "class_counts.png"))
     for name, metrics in subsets.items():
         written.append(
-            plots.plot_confusion_pair(
+            plot_confusion_pair(
                 metrics["confusion"], list(metrics["per_class"]), out / f"confusion_{name}.png"
             )
         )
@@ -50,6 +51,11 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
         return written
     shown = split.test or split.valid or split.train
     written.append(plots.plot_samples(split.train, out / "samples.png"))
-    written.append(plots.plot_worst_cases(model, shown, out / "worst_cases.png"))
-    written.append(plots.plot_confused_pairs(model, shown, out / "confused_pairs.png"))
+    samples = mistakes.sample_results(model, shown)
+    written.append(
+        mistakes.plot_worst_cases(model, shown, out / "worst_cases.png", samples=samples)
+    )
+    written.append(
+        mistakes.plot_confused_pairs(model, shown, out / "confused_pairs.png", samples=samples)
+    )
     return written

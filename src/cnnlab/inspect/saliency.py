@@ -10,9 +10,9 @@ A network without convolutions (an MLP) has no feature maps, so it gets the plai
 the absolute gradient of the class score with respect to each input pixel (Simonyan et al.,
 2014), the largest over colour channels.
 
-Both come from the captum library, which cnnlab installs. Should it be missing (a trimmed
-environment), the input gradient is computed with torch's autograd directly, and the figure says
-which method drew it, so a reader never mistakes one kind of map for the other.
+Both come from captum, PyTorch's own attribution library and a dependency of cnnlab; it is
+imported when a map is first computed, which keeps ``import cnnlab`` fast. The figure says which
+method drew it, so a reader never mistakes one kind of map for the other.
 """
 
 from __future__ import annotations
@@ -20,32 +20,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.inspect.activations import (
-    as_batch,
-    class_labels,
-    conv_layers,
-    does_not_fit,
-    model_name,
-)
-from cnnlab.inspect.display import (
-    SMALL_SIZE,
-    SUPTITLE_SIZE,
-    cnnlab_style,
-    figure_to_png,
-    new_figure,
-    to_display,
-)
+from cnnlab.inspect.activations import as_batch, class_labels, does_not_fit, model_name
+from cnnlab.inspect.display import to_display
+from cnnlab.inspect.figures import SMALL_SIZE, SUPTITLE_SIZE, new_figure, save_figure, styled
+from cnnlab.inspect.filters import conv_layers
 
 GRAD_CAM = "Grad-CAM"
-CAPTUM_SALIENCY = "input-gradient saliency"
-TORCH_SALIENCY = "input-gradient saliency (captum not installed)"
+INPUT_SALIENCY = "input-gradient saliency"
 
 
 @dataclass(frozen=True)
@@ -61,15 +49,6 @@ class SaliencyResult:
     @property
     def predicted(self) -> int:
         return int(self.probabilities.argmax())
-
-
-def _captum_attr() -> ModuleType | None:
-    """``captum.attr``, or None when captum is not installed (it is an optional extra)."""
-    try:
-        import captum.attr
-    except ImportError:
-        return None
-    return captum.attr
 
 
 def saliency(
@@ -99,20 +78,14 @@ def saliency(
                 f"classes (0 to {probabilities.size - 1})"
             )
         target = int(target)
-        attr = _captum_attr()
         convolutions = conv_layers(model)
-        if attr is not None and convolutions:
+        if convolutions:
             layer_name, layer = convolutions[-1]
-            raw = _grad_cam(attr, model, layer, batch, target)
+            raw = _grad_cam(model, layer, batch, target)
             method, explained = GRAD_CAM, layer_name
-        elif attr is not None:
-            inputs = batch.detach().clone().requires_grad_(True)
-            gradients = attr.Saliency(model).attribute(inputs, target=target, abs=True)
-            raw = gradients[0].amax(dim=0)
-            method, explained = CAPTUM_SALIENCY, None
         else:
             raw = _input_gradient(model, batch, target)
-            method, explained = TORCH_SALIENCY, None
+            method, explained = INPUT_SALIENCY, None
     finally:
         for module, training in modes:
             module.training = training
@@ -126,23 +99,22 @@ def saliency_map(
     return saliency(model, image, target).map
 
 
-def _grad_cam(
-    attr: ModuleType, model: nn.Module, layer: nn.Module, batch: torch.Tensor, target: int
-) -> torch.Tensor:
-    cam = attr.LayerGradCam(model, layer).attribute(batch, target=target, relu_attributions=True)
-    upsampled = attr.LayerAttribution.interpolate(
+def _grad_cam(model: nn.Module, layer: nn.Module, batch: torch.Tensor, target: int) -> torch.Tensor:
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    cam = LayerGradCam(model, layer).attribute(batch, target=target, relu_attributions=True)
+    upsampled = LayerAttribution.interpolate(
         cam.detach(), tuple(batch.shape[-2:]), interpolate_mode="bilinear"
     )
     return upsampled[0].amax(dim=0)
 
 
 def _input_gradient(model: nn.Module, batch: torch.Tensor, target: int) -> torch.Tensor:
-    """|d score / d pixel|, largest over channels: captum's ``Saliency`` without captum."""
+    """|d score / d pixel|, the largest over colour channels (captum's ``Saliency``)."""
+    from captum.attr import Saliency
+
     inputs = batch.detach().clone().requires_grad_(True)
-    with torch.enable_grad():
-        score = model(inputs)[0, target]
-        (gradient,) = torch.autograd.grad(score, inputs)
-    return gradient[0].abs().amax(dim=0)
+    return Saliency(model).attribute(inputs, target=target, abs=True)[0].amax(dim=0)
 
 
 def _unit_scale(raw: torch.Tensor) -> np.ndarray:
@@ -151,13 +123,13 @@ def _unit_scale(raw: torch.Tensor) -> np.ndarray:
     return (values / peak if peak > 0 else np.zeros_like(values)).astype(np.float64)
 
 
-def plot_saliency(
+@styled
+def saliency_figure(
     model: nn.Module,
     image: torch.Tensor | np.ndarray,
-    path: str | Path,
     class_names: Sequence[str] | None = None,
     target: int | None = None,
-) -> Path:
+) -> Figure:
     """The image, its saliency map and the map laid over the image, side by side.
 
     The title names the predicted class with its probability, the explained class when it is
@@ -178,32 +150,40 @@ def plot_saliency(
             f"(p = {result.probabilities[result.target]:.2f})"
         )
     method = result.method + (f" on {result.layer}" if result.layer else "")
-    if result.method == TORCH_SALIENCY:
-        method += ": pip install captum for Grad-CAM"
     if not result.map.any():
         method += " - no positive evidence for this class"
 
     gray = "gray" if shown.ndim == 2 else None
-    with cnnlab_style():
-        fig = new_figure(9.6, 3.75)
-        fig.suptitle(f"{headline}\n{method}", fontsize=SUPTITLE_SIZE - 1)
-        axes = fig.subplots(
-            1,
-            3,
-            gridspec_kw={"left": 0.02, "right": 0.93, "top": 0.8, "bottom": 0.03, "wspace": 0.08},
-        )
-        axes[0].imshow(shown, cmap=gray)
-        axes[0].set_title(f"image {raw.shape[-2]}×{raw.shape[-1]}")
-        heat = axes[1].imshow(result.map, cmap="inferno", vmin=0, vmax=1)
-        axes[1].set_title("saliency (1 = most important)")
-        axes[2].imshow(shown, cmap=gray)
-        # transparency follows the map, so unimportant regions keep the image's own look
-        axes[2].imshow(result.map, cmap="jet", vmin=0, vmax=1, alpha=0.1 + 0.55 * result.map)
-        axes[2].set_title("overlay")
-        for each in axes:
-            each.set_xticks([])
-            each.set_yticks([])
-        colorbar_axes = fig.add_axes((0.945, 0.08, 0.012, 0.67))
-        colorbar = fig.colorbar(heat, cax=colorbar_axes)
-        colorbar.ax.tick_params(labelsize=SMALL_SIZE)
-        return figure_to_png(fig, path)
+    fig = new_figure(9.6, 3.75)
+    fig.suptitle(f"{headline}\n{method}", fontsize=SUPTITLE_SIZE - 1)
+    axes = fig.subplots(
+        1,
+        3,
+        gridspec_kw={"left": 0.02, "right": 0.93, "top": 0.8, "bottom": 0.03, "wspace": 0.08},
+    )
+    axes[0].imshow(shown, cmap=gray)
+    axes[0].set_title(f"image {raw.shape[-2]}×{raw.shape[-1]}")
+    heat = axes[1].imshow(result.map, cmap="inferno", vmin=0, vmax=1)
+    axes[1].set_title("saliency (1 = most important)")
+    axes[2].imshow(shown, cmap=gray)
+    # transparency follows the map, so unimportant regions keep the image's own look
+    axes[2].imshow(result.map, cmap="jet", vmin=0, vmax=1, alpha=0.1 + 0.55 * result.map)
+    axes[2].set_title("overlay")
+    for each in axes:
+        each.set_xticks([])
+        each.set_yticks([])
+    colorbar_axes = fig.add_axes((0.945, 0.08, 0.012, 0.67))
+    colorbar = fig.colorbar(heat, cax=colorbar_axes)
+    colorbar.ax.tick_params(labelsize=SMALL_SIZE)
+    return fig
+
+
+def plot_saliency(
+    model: nn.Module,
+    image: torch.Tensor | np.ndarray,
+    path: str | Path,
+    class_names: Sequence[str] | None = None,
+    target: int | None = None,
+) -> Path:
+    """Writes :func:`saliency_figure` as a PNG to ``path``."""
+    return save_figure(saliency_figure(model, image, class_names, target), path)

@@ -1,19 +1,23 @@
-"""Training curves in TensorBoard, for those who already watch their runs there.
+"""Training in TensorBoard, for those who already watch their runs there.
 
-:class:`TensorBoardLogger` is an ordinary callback (see :mod:`cnnlab.train.callbacks`): after
-every epoch it writes the losses, accuracies, learning rate and epoch time as scalars, and when
-training ends it adds two pictures: the validation set's confusion matrix and a grid of
-validation images. TensorBoard is an optional extra, so the package is imported only when a
-logger is created, and its absence is a one-line error that says how to install it.
+:class:`TensorBoardLogger` is an ordinary callback (see :mod:`cnnlab.train.callbacks`) that
+writes what Keras' TensorBoard callback writes: when training starts, the model's graph; after
+every epoch the losses, accuracies, learning rate and epoch time as scalars and a histogram of
+every parameter; and when training ends two pictures, the validation set's confusion matrix and
+a grid of validation images. TensorBoard is an optional extra, so the package is imported only
+when a logger is created, and its absence is a one-line error that says how to install it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
-import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import nn
 
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.errors import CnnlabError
@@ -30,6 +34,8 @@ SCALAR_TAGS = {
 }
 CONFUSION_TAG = "confusion/valid"
 SAMPLES_TAG = "samples/valid"
+#: A parameter's histogram is tagged "parameters/<its name in named_parameters()>".
+PARAMETERS_SECTION = "parameters"
 
 
 def summary_writer():
@@ -45,10 +51,12 @@ def summary_writer():
 class TensorBoardLogger(Callback):
     """Writes TensorBoard event files into ``log_dir`` while a model trains.
 
-    ``valid`` (the validation set) enables the pictures written at the end of training: its
-    confusion matrix under the final (best) weights, and a grid of its images per class.
-    ``class_names`` labels them (default: the dataset's). On a resumed run the events of the
-    epochs being trained again are replaced, so the curves show each epoch once.
+    The model (``logs["model"]``) gives the graph at the start and the parameter histograms
+    (tagged ``parameters/<name>``) after every epoch. ``valid`` (the validation set) enables
+    the pictures written at the end of training: its confusion matrix under the final (best)
+    weights, and a grid of its images per class. ``class_names`` labels them (default: the
+    dataset's). On a resumed run the events of the epochs being trained again are replaced, so
+    the curves show each epoch once.
     """
 
     def __init__(
@@ -75,6 +83,8 @@ class TensorBoardLogger(Callback):
 
     def on_fit_start(self, logs: dict) -> None:
         self._open(int(logs.get("epoch", 1)))
+        if logs.get("model") is not None:
+            self._add_graph(logs["model"])
 
     def on_epoch_end(self, logs: dict) -> None:
         self._open()
@@ -83,7 +93,43 @@ class TensorBoardLogger(Callback):
             value = logs.get(key)
             if value is not None:
                 self.writer.add_scalar(tag, float(value), global_step=epoch)
+        model = logs.get("model")
+        if model is not None:
+            for name, parameter in model.named_parameters():
+                # One copy to the CPU per parameter and epoch: a GPU sync, but once an epoch.
+                self.writer.add_histogram(
+                    f"{PARAMETERS_SECTION}/{name}", parameter.detach(), global_step=epoch
+                )
         self.writer.flush()
+
+    def _add_graph(self, model: nn.Module) -> None:
+        """The model's graph, traced on one batch of zeros; a warning when it cannot be.
+
+        Tracing runs the model in evaluation mode (batch norm keeps its statistics, dropout
+        draws no random numbers), so it changes nothing that training will do, and the modes
+        are restored. The tracer's own messages (deprecation notes, TracerWarnings, and the
+        error it prints to stdout) are kept off the terminal; a failure is one warning.
+        """
+        modes = [(module, module.training) for module in model.modules()]
+        problem = None
+        try:
+            batch = zero_batch(model)
+            with (
+                warnings.catch_warnings(),
+                contextlib.redirect_stdout(io.StringIO()),
+                torch.no_grad(),
+            ):
+                warnings.simplefilter("ignore")
+                model.eval()
+                self.writer.add_graph(model, batch)
+        except Exception as error:  # a model the tracer cannot follow still trains
+            lines = str(error).strip().splitlines()
+            problem = lines[0] if lines else type(error).__name__
+        finally:
+            for module, training in modes:
+                module.training = training
+        if problem is not None:
+            warnings.warn(f"TensorBoard: no graph of the model ({problem})", stacklevel=3)
 
     def on_fit_end(self, logs: dict) -> None:
         self._open()
@@ -101,28 +147,33 @@ class TensorBoardLogger(Callback):
 
     def _confusion_image(self, model) -> np.ndarray:
         from cnnlab.evaluate import per_sample
-        from cnnlab.inspect.plots import plot_confusion
+        from cnnlab.evaluate.metrics import confusion_matrix
+        from cnnlab.inspect.confusion import confusion_figure
+        from cnnlab.inspect.figures import figure_png, png_pixels
 
         results = per_sample(model, self.valid)
         k = self.valid.num_classes
-        confusion = np.zeros((k, k), dtype=np.int64)
-        np.add.at(confusion, (results["labels"], results["predictions"]), 1)
-        names = self.class_names or self.valid.class_names
-        return _render(lambda path: plot_confusion(confusion, names, path))
+        counts = confusion_matrix(results["labels"], results["predictions"], k)
+        return png_pixels(figure_png(confusion_figure(counts, self.names)))
 
     def _samples_image(self) -> np.ndarray:
-        from cnnlab.inspect.plots import plot_samples
+        from cnnlab.inspect.figures import figure_png, png_pixels
+        from cnnlab.inspect.plots import samples_figure
 
-        return _render(lambda path: plot_samples(self.valid, path, self.samples_per_class))
+        return png_pixels(figure_png(samples_figure(self.valid, self.samples_per_class)))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.class_names or self.valid.class_names
 
 
-def _render(draw) -> np.ndarray:
-    """A plotting function's PNG as an RGB array (height, width, 3) of uint8."""
-    from PIL import Image
-
-    with tempfile.TemporaryDirectory(prefix="cnnlab-tb-") as folder:
-        path = Path(folder) / "figure.png"
-        draw(path)
-        data = path.read_bytes()
-    with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("RGB"))
+def zero_batch(model: nn.Module) -> torch.Tensor:
+    """One batch of zeros shaped as ``model`` takes its images, on the model's device."""
+    channels, size = getattr(model, "in_chans", None), getattr(model, "input_size", None)
+    if channels is None or size is None:
+        raise ValueError(
+            f"{type(model).__name__} does not say its input shape (in_chans, input_size)"
+        )
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    return torch.zeros((1, int(channels), *(int(s) for s in size)), device=device)

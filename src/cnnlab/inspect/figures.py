@@ -1,0 +1,233 @@
+"""Making figures and pictures: the style, a new figure, its PNG, and grids of image tiles.
+
+Every picture of cnnlab is made here and nowhere else: the plots of a run, the report's figures,
+the convolution demo, the activation and filter figures and TensorBoard's images.
+
+Figures are built on :class:`matplotlib.figure.Figure` directly instead of through ``pyplot``:
+no global figure list, no GUI backend, nothing to forget to close, and no interference with a
+notebook or program that imported cnnlab and uses pyplot itself. Rendering a bare ``Figure``
+uses matplotlib's Agg canvas whatever backend is configured, so cnnlab never calls
+``matplotlib.use``. A figure becomes PNG bytes in memory (:func:`figure_png`); writing a file
+(:func:`save_figure`) is one more step, so the HTML report embeds its figures without
+temporary files.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import math
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import matplotlib as mpl
+import numpy as np
+from matplotlib.figure import Figure
+
+from cnnlab.errors import CnnlabError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Resolution of every figure: sharp on a laptop screen, small on disk.
+DPI = 110
+#: Width of full-width figures in inches (a page or a notebook cell).
+FIGURE_WIDTH = 12.0
+
+SUPTITLE_SIZE = 12
+TITLE_SIZE = 9
+LABEL_SIZE = 8
+SMALL_SIZE = 7
+
+#: Matplotlib settings shared by all cnnlab figures (see :func:`cnnlab_style`).
+STYLE: dict[str, object] = {
+    "font.size": LABEL_SIZE,
+    "axes.titlesize": TITLE_SIZE,
+    "axes.labelsize": LABEL_SIZE,
+    "xtick.labelsize": SMALL_SIZE,
+    "ytick.labelsize": SMALL_SIZE,
+    "legend.fontsize": SMALL_SIZE,
+    "figure.titlesize": SUPTITLE_SIZE,
+    "figure.facecolor": "white",
+    "savefig.facecolor": "white",
+    "image.interpolation": "nearest",
+    "image.origin": "upper",
+}
+
+
+# ------------------------------------------------------------------------------ figures
+@contextmanager
+def cnnlab_style() -> Iterator[None]:
+    """Apply :data:`STYLE` while a figure is built, restoring the caller's settings.
+
+    Matplotlib reads font sizes when a text is created, so the whole drawing (not only the
+    rendering) must happen inside this context.
+    """
+    with mpl.rc_context(STYLE):
+        yield
+
+
+def styled(function: Callable[P, R]) -> Callable[P, R]:
+    """Runs a figure-building function inside :func:`cnnlab_style`."""
+
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with cnnlab_style():
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
+def new_figure(
+    width: float = FIGURE_WIDTH, height: float = 4.0, *, constrained: bool = False
+) -> Figure:
+    """A pyplot-free figure of ``width`` x ``height`` inches.
+
+    ``constrained=True`` lets matplotlib make room for the axes' labels (constrained layout);
+    such a figure is rendered as laid out, at exactly its size. Figures that place their axes
+    by hand are cropped to what they draw instead (see :func:`figure_png`).
+    """
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained" if constrained else None)
+
+
+def figure_png(figure: Figure) -> bytes:
+    """``figure`` as PNG bytes at :data:`DPI`, then released.
+
+    A constrained-layout figure already fits its labels inside the canvas and keeps its size
+    (a tight bounding box would draw it twice); any other figure is cropped to its drawing
+    with a small margin.
+    """
+    buffer = io.BytesIO()
+    constrained = figure.get_layout_engine() is not None
+    options = {} if constrained else {"bbox_inches": "tight", "pad_inches": 0.08}
+    try:
+        with cnnlab_style():
+            figure.savefig(buffer, format="png", dpi=DPI, **options)
+    finally:
+        _close(figure)
+    return buffer.getvalue()
+
+
+def save_figure(figure: Figure, path: str | Path) -> Path:
+    """Writes ``figure`` as a PNG to ``path`` (parents created) and returns the path."""
+    data = figure_png(figure)
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    except OSError as error:
+        raise CnnlabError(f"cannot write the figure {path}: {error.strerror or error}") from None
+    return path
+
+
+def _close(figure: Figure) -> None:
+    """Forget ``figure`` in pyplot if pyplot made it; a bare Figure is simply garbage collected."""
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None and pyplot.fignum_exists(getattr(figure, "number", -1)):
+        pyplot.close(figure)
+
+
+@styled
+def message_figure(message: str) -> Figure:
+    """A one-line figure saying why there is nothing to draw."""
+    figure = new_figure(6, 1.2, constrained=True)
+    figure.text(0.5, 0.5, plain(message), ha="center", va="center", fontsize=11, color="#555")
+    return figure
+
+
+# ------------------------------------------------------------------------------ PNG pixels
+def png_of(pixels: np.ndarray) -> bytes:
+    """8-bit ``(H, W)`` or ``(H, W, 3)`` pixels as PNG bytes (Pillow, no figure involved)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG", compress_level=6)
+    return buffer.getvalue()
+
+
+def png_pixels(data: bytes) -> np.ndarray:
+    """PNG bytes as an RGB ``(H, W, 3)`` uint8 array (for TensorBoard and for tests)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+# ------------------------------------------------------------------------------ tiles
+def tile_grid(
+    rows: Sequence[Sequence[np.ndarray]],
+    columns: int,
+    gap: int = 2,
+    cell: tuple[int, int] | None = None,
+    background: float = 255,
+) -> np.ndarray:
+    """Rows of 2-D (or ``(H, W, 3)``) tiles as one image, ``gap`` pixels of ``background`` apart.
+
+    Every tile is centred in a cell of the largest tile's size (or ``cell``), so images of
+    different sizes keep their own proportions. With 8-bit tiles and a whole ``background``
+    the result is 8-bit; otherwise it is float64 (a NaN background then shows in a colour
+    map's "bad" colour). The result is ``(H, W)`` when every tile is 2-D and ``(H, W, 3)``
+    when any is colour. Composing one picture instead of one matplotlib axes per image is what
+    keeps a grid of a hundred images, feature maps or kernels fast to draw, and gives them one
+    shared colour scale by construction.
+    """
+    tiles = [tile for row in rows for tile in row]
+    if cell is None:
+        cell = (
+            max((t.shape[0] for t in tiles), default=1),
+            max((t.shape[1] for t in tiles), default=1),
+        )
+    whole = float(background).is_integer() and all(t.dtype == np.uint8 for t in tiles)
+    colour = any(t.ndim == 3 for t in tiles)
+    height, width = cell
+    columns = max(1, columns)
+    shape = (
+        len(rows) * height + max(len(rows) - 1, 0) * gap,
+        columns * width + (columns - 1) * gap,
+    )
+    grid = np.full(
+        (*shape, 3) if colour else shape, background, dtype=np.uint8 if whole else np.float64
+    )
+    for r, row in enumerate(rows):
+        for c, tile in enumerate(row[:columns]):
+            if colour and tile.ndim == 2:
+                tile = np.repeat(tile[..., None], 3, axis=2)
+            tile = tile[:height, :width]
+            top = r * (height + gap) + (height - tile.shape[0]) // 2
+            left = c * (width + gap) + (width - tile.shape[1]) // 2
+            grid[top : top + tile.shape[0], left : left + tile.shape[1]] = tile
+    return grid
+
+
+def mosaic(tiles: np.ndarray, columns: int, gap: int = 1) -> np.ndarray:
+    """``(N, h, w)`` equal tiles, ``columns`` to a row, as one float image with NaN between.
+
+    :func:`tile_grid` for feature maps and kernels: their values are signed floats, and the
+    NaN gaps show in the colour map's "bad" colour.
+    """
+    count = len(tiles)
+    columns = max(1, min(columns, count))
+    rows = [list(tiles[start : start + columns]) for start in range(0, count, columns)]
+    return tile_grid(rows, columns, gap, cell=tuple(tiles.shape[1:3]), background=np.nan)
+
+
+# ------------------------------------------------------------------------------ labels
+def plain(text: object) -> str:
+    """``text`` safe for matplotlib: a ``$`` in a file name must not start math mode."""
+    return str(text).replace("$", r"\$")
+
+
+def shorten_middle(text: str, width: int = 30) -> str:
+    """``text`` cut in the middle with an ellipsis when longer than ``width`` characters.
+
+    The start of a microscopy file name says which field it is and the end which channel, so
+    both ends are kept and the middle is dropped.
+    """
+    if len(text) <= width:
+        return text
+    keep = max(width - 1, 2)
+    head = math.ceil(keep / 2)
+    return text[:head] + "…" + text[len(text) - (keep - head) :]
