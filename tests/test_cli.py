@@ -71,6 +71,20 @@ def test_data_samples_draws_a_grid(capsys, synth_dir, tmp_path):
         assert image.width > 200 and image.height > 200
 
 
+def test_data_samples_draws_intensity_histograms_per_class(capsys, synth_dir, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "histograms.png"
+    code, printed, _ = run(
+        capsys, "data", "samples", str(synth_dir), "--histogram", "--out", str(out)
+    )
+    assert code == 0 and printed.strip() == str(out)
+    with Image.open(out) as image:
+        assert image.format == "PNG" and image.height > image.width / 2  # a row per class
+    code, _, err = run(capsys, "data", "samples", str(synth_dir), "--histogram", "--bins", "0")
+    assert_one_line_error(code, err, "--bins 0")
+
+
 def test_train_predict_evaluate_on_folders(capsys, synth_dir, tmp_path):
     out = tmp_path / "run"
     code, printed, err = run(

@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     samples.add_argument("--per-class", type=int, default=8)
     samples.add_argument("--seed", type=int, default=0)
     samples.add_argument("--out", default="samples.png", help="PNG to write [samples.png]")
+    samples.add_argument(
+        "--histogram",
+        action="store_true",
+        help="draw each class's histogram of mean image intensity instead of sample images",
+    )
+    samples.add_argument("--bins", type=int, default=30, help="histogram bins [30]")
 
     synth = commands.add_parser("synth", help="make synthetic data").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -206,15 +212,20 @@ def _data(args: argparse.Namespace) -> int:
     from cnnlab.data.sources import describe_sources, format_description, load_sources
 
     if args.action == "samples":
-        from cnnlab.inspect.plots import plot_samples
+        from cnnlab.inspect.plots import plot_intensity_histograms, plot_samples
 
         if args.per_class < 1:
             raise CnnlabError(f"--per-class {args.per_class}: give 1 or more images per class")
         if args.seed < 0:
             raise CnnlabError(f"--seed {args.seed}: give 0 or more")
+        if args.bins < 1:
+            raise CnnlabError(f"--bins {args.bins}: give 1 or more")
 
         first = next(iter(load_sources(args.specs, pattern=args.pattern).values()))
-        print(plot_samples(first, args.out, per_class=args.per_class, seed=args.seed))
+        if args.histogram:
+            print(plot_intensity_histograms(first, args.out, bins=args.bins))
+        else:
+            print(plot_samples(first, args.out, per_class=args.per_class, seed=args.seed))
         return 0
     datasets = load_sources(
         args.specs, pattern=args.pattern, channels=args.channels, skip_bad=args.skip_bad

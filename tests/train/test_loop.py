@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -20,35 +22,35 @@ def weights(model):
 
 
 class Recorder(Callback):
+    """Every hook call in order, and the logs of every epoch as they arrived."""
+
     def __init__(self):
-        self.calls = []
+        self.calls, self.epoch_logs = [], []
 
     def on_fit_start(self, logs):
+        assert logs == {"epoch": 1} and self.context.epochs == 3
         self.calls.append("fit_start")
 
     def on_epoch_start(self, logs):
+        assert logs == {"epoch": self.context.epoch}
         self.calls.append(f"epoch_start {logs['epoch']}")
 
     def on_batch_start(self, logs):
+        assert set(logs) == {"epoch", "batch", "size"}
         self.calls.append("batch_start")
 
     def on_batch_end(self, logs):
-        assert math.isfinite(logs["loss"])
+        assert set(logs) == {"epoch", "batch", "size", "loss"} and math.isfinite(logs["loss"])
         self.calls.append("batch_end")
 
     def on_epoch_end(self, logs):
+        # Plain numbers only: the live objects are in self.context.
+        json.dumps(logs, allow_nan=False)
+        self.epoch_logs.append(dict(logs))
         self.calls.append(f"epoch_end {logs['epoch']}")
-        for key in (
-            "train_loss",
-            "train_accuracy",
-            "valid_loss",
-            "valid_accuracy",
-            "lr",
-            "seconds",
-        ):
-            assert key in logs
 
     def on_fit_end(self, logs):
+        assert logs["epochs_run"] == 3 and self.context.model is not None
         self.calls.append("fit_end")
 
 
@@ -66,6 +68,16 @@ def test_fit_learns_mnist_and_logs_every_epoch(mnist_small):
     assert recorder.calls.count("batch_end") == 3 * steps
     assert recorder.calls[0] == "fit_start" and recorder.calls[-1] == "fit_end"
     assert recorder.calls[1] == "epoch_start 1" and recorder.calls[2] == "batch_start"
+    assert recorder.epoch_logs == history.rows  # what callbacks saw is what history keeps
+    assert set(history.rows[0]) == {
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "valid_loss",
+        "valid_accuracy",
+        "lr",
+        "seconds",
+    }
     # the model standardizes with the training set's statistics
     pixels = train.images.double()
     assert model.standardize.mean.item() == pytest.approx(pixels.mean().item(), rel=1e-5)
@@ -129,7 +141,7 @@ def test_a_stop_by_a_callback_is_final_and_resuming_restores_the_best_epoch(mnis
     class StopAtTwo(Callback):
         def on_epoch_end(self, logs):
             if logs["epoch"] == 2:
-                logs["stop_training"], logs["stop_reason"] = True, "enough"
+                self.context.stop_training, self.context.stop_reason = True, "enough"
 
     first = lenet()
     stopped = fit(first, train, valid, epochs=5, callbacks=[StopAtTwo()], checkpoint_dir=tmp_path)
@@ -219,10 +231,11 @@ def test_early_stopping_counts_epochs_without_improvement():
     stopper = EarlyStopping("valid_loss", patience=2)
     stopped = []
     for epoch, loss in enumerate([1.0, 0.8, 0.9, 0.7, 0.75, 0.71, 0.5], start=1):
-        logs = {"epoch": epoch, "valid_loss": loss}
-        stopper.on_epoch_end(logs)
-        stopped.append(bool(logs.get("stop_training")))
+        stopper.set_context(SimpleNamespace(stop_training=False, stop_reason=None))
+        stopper.on_epoch_end({"epoch": epoch, "valid_loss": loss})
+        stopped.append(stopper.context.stop_training)
     assert stopped == [False, False, False, False, False, True, False]
+    assert stopper.context.stop_reason is None  # the last epoch improved again
 
 
 def test_early_stopping_ends_a_stalled_run(mnist_small):
@@ -381,7 +394,7 @@ class LayoutSpy(Callback):
         self.fail, self.channels_last = fail, []
 
     def on_batch_end(self, logs):
-        weight = logs["model"].features.conv2.weight
+        weight = self.context.model.features.conv2.weight
         self.channels_last.append(weight.is_contiguous(memory_format=torch.channels_last))
         if self.fail:
             raise KeyboardInterrupt
@@ -424,7 +437,7 @@ def test_keep_last_keeps_the_last_epochs_weights(mnist_small):
 
     class Snapshot(Callback):
         def on_epoch_end(self, logs):
-            self.last = weights(logs["model"])
+            self.last = weights(self.context.model)
 
     snapshot = Snapshot()
     last = lenet()
@@ -464,3 +477,23 @@ def test_validation_loss_is_smoothed_like_the_training_loss(mnist_small):
     with torch.no_grad():
         expected = F.cross_entropy(model(x.float()), y, label_smoothing=0.2)
     assert loss == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_a_callback_stops_training_through_its_context(mnist_small):
+    train, _ = mnist_small
+    data = train.select(range(100))
+
+    class StopAtTwo(Callback):
+        def on_epoch_end(self, logs):
+            if logs["epoch"] == 2:
+                self.context.stop_training, self.context.stop_reason = True, "two is enough"
+
+    history = fit(lenet(), data, None, epochs=5, callbacks=[StopAtTwo()])
+    assert len(history.rows) == 2 and history.stop_reason == "two is enough"
+
+    class OldStyle(Callback):
+        def on_epoch_end(self, logs):
+            logs["stop_training"] = True
+
+    with pytest.raises(CnnlabError, match=r"self\.context\.stop_training"):
+        fit(lenet(), data, None, epochs=5, callbacks=[OldStyle()])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from cnnlab.inspect.figures import figure_png, png_pixels
 from cnnlab.inspect.plots import samples_figure
 from cnnlab.models import create_model
 from cnnlab.models.base import ImageClassifier
+from cnnlab.train.callbacks import Callback
 from cnnlab.train.loop import fit
 from cnnlab.train.tensorboard import (
     CONFUSION_TAG,
@@ -83,10 +85,11 @@ def test_scalars_per_epoch_have_the_logged_values(tmp_path: Path) -> None:
             "seconds": 2.5,
         },
     ]
+    logger.set_context(SimpleNamespace(model=create_model("mlp", num_classes=3, input_size=4)))
     logger.on_fit_start({"epoch": 1})
     for logs in epochs:
         logger.on_epoch_end(dict(logs))
-    logger.on_fit_end({"model": None})
+    logger.on_fit_end({"epochs_run": 2})
     events = read_events(tmp_path / "tb")
     for key, tag in SCALAR_TAGS.items():
         expected = [row for row in epochs if row[key] is not None]
@@ -123,7 +126,7 @@ def test_training_run_logs_history_and_pictures(tmp_path: Path) -> None:
         np.testing.assert_array_equal(png_pixels(image.encoded_image_string), pixels)
 
 
-class Snapshots:
+class Snapshots(Callback):
     """Every parameter's values at the end of every epoch, as the logger sees them."""
 
     def __init__(self) -> None:
@@ -131,7 +134,7 @@ class Snapshots:
 
     def on_epoch_end(self, logs: dict) -> None:
         self.epochs[logs["epoch"]] = {
-            name: p.detach().clone() for name, p in logs["model"].named_parameters()
+            name: p.detach().clone() for name, p in self.context.model.named_parameters()
         }
 
 
@@ -187,8 +190,9 @@ def test_a_model_that_cannot_be_traced_is_one_warning_and_no_graph(
     logger = TensorBoardLogger(tmp_path / "tb")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        logger.on_fit_start({"epoch": 1, "model": Untraceable()})
-        logger.on_epoch_end({"epoch": 1, "train_loss": 0.5, "model": Untraceable()})
+        logger.set_context(SimpleNamespace(model=Untraceable()))
+        logger.on_fit_start({"epoch": 1})
+        logger.on_epoch_end({"epoch": 1, "train_loss": 0.5})
         logger.on_fit_end({})
     messages = [str(w.message) for w in caught]
     assert len(messages) == 1 and messages[0].startswith("TensorBoard: no graph of the model")
@@ -200,12 +204,15 @@ def test_a_model_that_cannot_be_traced_is_one_warning_and_no_graph(
 
 
 def test_resumed_run_replaces_the_epochs_trained_again(tmp_path: Path) -> None:
+    model = SimpleNamespace(model=create_model("mlp", num_classes=3, input_size=4))
     first = TensorBoardLogger(tmp_path / "tb")
+    first.set_context(model)
     first.on_fit_start({"epoch": 1})
     for epoch in (1, 2, 3):
         first.on_epoch_end({"epoch": epoch, "train_loss": float(epoch)})
     first.on_fit_end({})
     resumed = TensorBoardLogger(tmp_path / "tb")
+    resumed.set_context(model)
     resumed.on_fit_start({"epoch": 3})
     resumed.on_epoch_end({"epoch": 3, "train_loss": 30.0})
     resumed.on_fit_end({})

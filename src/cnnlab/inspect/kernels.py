@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
+from cnnlab.data.channels import rgb_to_gray
 from cnnlab.errors import CnnlabError
 from cnnlab.inspect.display import to_display
 from cnnlab.inspect.figures import (
@@ -269,7 +270,7 @@ def load_gray(image: str | os.PathLike | np.ndarray | torch.Tensor) -> np.ndarra
         if array.shape[-1] == 1:
             return array[..., 0]
         if array.shape[-1] == 3:
-            return array @ np.array([0.299, 0.587, 0.114])
+            return rgb_to_gray(np.moveaxis(array, -1, 0))[0]
     raise CnnlabError(f"cannot make a gray image of shape {array.shape}")
 
 

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from cnnlab.train.callbacks import Callback, CSVLogger, EarlyStopping, ProgressBar
+from cnnlab.train.callbacks import Callback, CSVLogger, EarlyStopping, ProgressBar, TrainContext
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.loop import History, fit
 
-__all__ = ["CSVLogger", "Callback", "EarlyStopping", "History", "ProgressBar", "TrainConfig", "fit"]
+__all__ = [
+    "CSVLogger",
+    "Callback",
+    "EarlyStopping",
+    "History",
+    "ProgressBar",
+    "TrainConfig",
+    "TrainContext",
+    "fit",
+]

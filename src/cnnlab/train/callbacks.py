@@ -1,10 +1,13 @@
 """The hooks of the training loop, and the callbacks cnnlab itself uses.
 
-A callback is any object with some of the methods ``on_fit_start``, ``on_epoch_start``,
-``on_batch_start``, ``on_batch_end``, ``on_epoch_end`` and ``on_fit_end``; each receives the
-loop's ``logs`` dict. A callback asks the loop to stop by setting ``logs["stop_training"]``.
-That is the whole protocol: progress bars, CSV logs, early stopping, checkpoints and TensorBoard
-are all written against it, and so can a user's own code.
+As in Keras, a callback gets the live objects once and the numbers at every hook. Before
+training, ``set_context`` hands it a :class:`TrainContext` (the model, optimizer, schedule,
+config, sizes, the history so far); then each of ``on_fit_start``, ``on_epoch_start``,
+``on_batch_start``, ``on_batch_end``, ``on_epoch_end`` and ``on_fit_end`` that it defines
+receives a ``logs`` dict of plain, JSON-ready numbers (``{"epoch": 3, "train_loss": 0.21, ...}``).
+A callback stops training with ``self.context.stop_training = True`` (and a ``stop_reason``).
+That is the whole protocol: progress bars, CSV logs, early stopping, best weights and
+TensorBoard are all written against it, and so can a user's own code.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import csv
 import math
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -39,8 +44,37 @@ HOOKS = (
 )
 
 
+@dataclass
+class TrainContext:
+    """What callbacks may look at or act on during :func:`~cnnlab.train.fit`, apart from logs.
+
+    ``epoch`` is the epoch under way; ``history`` the rows of the epochs done (resumed ones
+    included). Setting ``stop_training`` ends training after the current epoch.
+    """
+
+    model: Any
+    optimizer: Any
+    schedule: Any
+    generator: Any
+    config: Any
+    epochs: int
+    steps_per_epoch: int
+    train_size: int
+    valid_size: int
+    device: str
+    history: list[dict] = field(default_factory=list)
+    epoch: int = 0
+    stop_training: bool = False
+    stop_reason: str | None = None
+
+
 class Callback:
     """Base class with every hook doing nothing; override the ones you need."""
+
+    context: TrainContext
+
+    def set_context(self, context: TrainContext) -> None:
+        self.context = context
 
     def on_fit_start(self, logs: dict) -> None: ...
     def on_epoch_start(self, logs: dict) -> None: ...
@@ -61,6 +95,11 @@ class CallbackList:
 
     def wants(self, hook: str) -> bool:
         return bool(self._has[hook])
+
+    def set_context(self, context: TrainContext) -> None:
+        for callback in self.callbacks:
+            if hasattr(callback, "set_context"):
+                callback.set_context(context)
 
     def __call__(self, hook: str, logs: dict) -> None:
         for method in self._has[hook]:
@@ -89,8 +128,8 @@ class ProgressBar(Callback):
 
     def on_epoch_start(self, logs: dict) -> None:
         self.bar = tqdm(
-            total=logs["steps_per_epoch"],
-            desc=f"epoch {logs['epoch']}/{logs['epochs']}",
+            total=self.context.steps_per_epoch,
+            desc=f"epoch {logs['epoch']}/{self.context.epochs}",
             leave=False,
             unit="batch",
             file=self.stream,
@@ -108,7 +147,7 @@ class ProgressBar(Callback):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        parts = [f"epoch {logs['epoch']:>3}/{logs['epochs']}"]
+        parts = [f"epoch {logs['epoch']:>3}/{self.context.epochs}"]
         for key, label in (
             ("train_loss", "loss"),
             ("train_accuracy", "acc"),
@@ -140,7 +179,7 @@ class CSVLogger(Callback):
         with naming(self.path), self.path.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(HISTORY_COLUMNS)
-            writer.writerows(self._row(row) for row in logs.get("history", []))
+            writer.writerows(self._row(row) for row in self.context.history)
 
     def on_epoch_end(self, logs: dict) -> None:
         with naming(self.path), self.path.open("a", newline="") as handle:
@@ -163,9 +202,10 @@ class EarlyStopping(Callback):
             return
         self.waited += 1
         if self.waited >= self.patience:
-            logs["stop_training"] = True
-            logs["stop_reason"] = f"{self.monitor} did not improve for {self.patience} epochs" + (
-                "" if self.best is None else f" (best {self.best:.4f})"
+            self.context.stop_training = True
+            self.context.stop_reason = (
+                f"{self.monitor} did not improve for {self.patience} epochs"
+                + ("" if self.best is None else f" (best {self.best:.4f})")
             )
 
     def state_dict(self) -> dict:
@@ -195,14 +235,12 @@ class BestWeights(Callback):
             value = logs.get(self.monitor.replace("valid", "train"))
         if improved(value, self.best, self.monitor) or self.state is None:
             self.best, self.best_epoch = value, logs["epoch"]
-            model = logs["model"]
+            model = self.context.model
             self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        logs["best_epoch"] = self.best_epoch
 
     def on_fit_end(self, logs: dict) -> None:
         if self.restore and self.state is not None:
-            logs["model"].load_state_dict(self.state)
-        logs["best_epoch"] = self.best_epoch
+            self.context.model.load_state_dict(self.state)
 
     def state_dict(self) -> dict:
         return {"best": self.best, "best_epoch": self.best_epoch}

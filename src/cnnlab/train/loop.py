@@ -28,6 +28,7 @@ from cnnlab.train.callbacks import (
     BestWeights,
     CallbackList,
     EarlyStopping,
+    TrainContext,
 )
 from cnnlab.train.checkpoint import (
     config_digest,
@@ -130,27 +131,27 @@ class TrainingState:
 
     def save(
         self,
-        loop: dict,
+        loop: TrainContext,
         history: History,
         best: BestWeights,
         stopper: EarlyStopping | None,
     ) -> None:
-        model, optimizer = loop["model"], loop["optimizer"]
+        model, optimizer = loop.model, loop.optimizer
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
         tensors.update({f"best.{k}": v for k, v in (best.state or {}).items()})
         optim_tensors, optim_meta = optimizer_to_parts(optimizer.state_dict())
         tensors.update(optim_tensors)
         tensors["rng.torch"] = torch.get_rng_state()
-        tensors["rng.shuffle"] = loop["generator"].get_state()
-        if loop["device"].startswith("cuda"):
+        tensors["rng.shuffle"] = loop.generator.get_state()
+        if loop.device.startswith("cuda"):
             # Dropout on a GPU draws from the device's own generator.
-            tensors["rng.cuda"] = torch.cuda.get_rng_state(loop["device"])
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(loop.device)
         meta = {
-            "epoch": loop["epoch"],
-            "planned_epochs": loop["epochs"],
+            "epoch": loop.epoch,
+            "planned_epochs": loop.epochs,
             "config_digest": self.digest,
             "optimizer": optim_meta,
-            "schedule": loop["schedule"].state_dict(),
+            "schedule": loop.schedule.state_dict(),
             "history": history.rows,
             "stop_reason": history.stop_reason,
             "best": best.state_dict(),
@@ -231,30 +232,32 @@ def fit(
     state = TrainingState(Path(checkpoint_dir), config) if checkpoint_dir else None
     history = History()
     first_epoch = 1
-    loop: dict = {
-        "model": model,
-        "optimizer": optimizer,
-        "schedule": schedule,
-        "generator": generator,
-        "config": config,
-        "epochs": config.epochs,
-        "steps_per_epoch": steps,
-        "train_size": n,
-        "valid_size": len(x_valid) if x_valid is not None else 0,
-        "device": str(device),
-    }
-
+    context = TrainContext(
+        model=model,
+        optimizer=optimizer,
+        schedule=schedule,
+        generator=generator,
+        config=config,
+        epochs=config.epochs,
+        steps_per_epoch=steps,
+        train_size=n,
+        valid_size=len(x_valid) if x_valid is not None else 0,
+        device=str(device),
+        history=history.rows,
+    )
     if checkpoint is not None:
-        first_epoch = _restore(checkpoint, state, loop, history, best, stopper) + 1
+        first_epoch = _restore(checkpoint, state, context, history, best, stopper) + 1
     # A run stopped early, or resumed after its last epoch, goes straight to the end.
     last_epoch = config.epochs if history.stop_reason is None else first_epoch - 1
 
-    hooks("on_fit_start", dict(loop, epoch=first_epoch, history=list(history.rows)))
+    context.epoch = first_epoch
+    hooks.set_context(context)
+    hooks("on_fit_start", {"epoch": first_epoch})
     track_loss = hooks.wants("on_batch_end") or device.type == "cpu"
     with _training_layout(model, device) as memory_format:
         for epoch in range(first_epoch, last_epoch + 1):
-            loop["epoch"] = epoch
-            hooks("on_epoch_start", dict(loop))
+            context.epoch = epoch
+            hooks("on_epoch_start", {"epoch": epoch})
             epoch_start = time.perf_counter()
             model.train()
             order = torch.randperm(n, generator=generator).to(device)
@@ -264,7 +267,7 @@ def fit(
                 index = order[
                     step * batch_size : (step + 1) * batch_size if step < steps - 1 else n
                 ]
-                batch_logs = {"epoch": epoch, "batch": step, "size": len(index), "model": model}
+                batch_logs = {"epoch": epoch, "batch": step, "size": len(index)}
                 if hooks.wants("on_batch_start"):
                     hooks("on_batch_start", batch_logs)
                 x = x_train[index].float().contiguous(memory_format=memory_format)
@@ -287,15 +290,14 @@ def fit(
             train_loss, train_accuracy = float(loss_sum) / n, int(correct) / n
             if not math.isfinite(train_loss):
                 _diverged(epoch, steps - 1, config)
-            logs = dict(
-                loop,
-                epoch=epoch,
-                train_loss=train_loss,
-                train_accuracy=train_accuracy,
-                valid_loss=None,
-                valid_accuracy=None,
-                lr=optimizer.param_groups[0]["lr"],
-            )
+            logs = {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "train_accuracy": train_accuracy,
+                "valid_loss": None,
+                "valid_accuracy": None,
+                "lr": optimizer.param_groups[0]["lr"],
+            }
             if x_valid is not None:
                 logs["valid_loss"], logs["valid_accuracy"] = loss_and_accuracy(
                     model, x_valid, y_valid, label_smoothing=config.label_smoothing
@@ -305,16 +307,27 @@ def fit(
             history.rows.append({col: logs[col] for col in HISTORY_COLUMNS})
             hooks("on_epoch_end", logs)
             history.best_epoch = best.best_epoch
-            if logs.get("stop_training"):
-                history.stop_reason = logs.get("stop_reason", "stopped by a callback")
+            if "stop_training" in logs:
+                raise CnnlabError(
+                    "a callback set logs['stop_training']: logs hold only numbers; stop with "
+                    "self.context.stop_training = True"
+                )
+            if context.stop_training:
+                history.stop_reason = context.stop_reason or "stopped by a callback"
             if state is not None:
-                state.save(loop, history, best, stopper)
+                state.save(context, history, best, stopper)
             if history.stop_reason is not None:
                 break
     # Epoch times, resumed ones included: the run's training time, however often it stopped.
     history.seconds = sum(row["seconds"] for row in history.rows)
-    end_logs = dict(loop, history=history)
-    hooks("on_fit_end", end_logs)
+    hooks(
+        "on_fit_end",
+        {
+            "epochs_run": len(history.rows),
+            "best_epoch": best.best_epoch,
+            "seconds": history.seconds,
+        },
+    )
     history.best_epoch = best.best_epoch
     last = history.rows[-1]["epoch"] if history.rows else None
     history.kept_epoch = history.best_epoch if config.keep == "best" else last
@@ -348,14 +361,14 @@ def _diverged(epoch: int, step: int, config: TrainConfig) -> None:
 def _restore(
     checkpoint: tuple[dict[str, torch.Tensor], dict],
     state: TrainingState,
-    loop: dict,
+    loop: TrainContext,
     history: History,
     best: BestWeights,
     stopper: EarlyStopping | None,
 ) -> int:
     """Loads a saved training state into the loop's objects; returns the epoch it ended."""
     tensors, meta = checkpoint
-    config, where = loop["config"], target_of(state.folder.parent)
+    config, where = loop.config, target_of(state.folder.parent)
     if meta.get("config_digest") != state.digest:
         raise CnnlabError(
             f"{state.folder}: the checkpoint was saved with other training options than "
@@ -372,13 +385,13 @@ def _restore(
         raise CnnlabError(
             f"{where}: {meta['epoch']} epochs are trained already; --epochs cannot be fewer"
         )
-    loop["model"].load_state_dict(prefixed(tensors, "model."))
-    loop["optimizer"].load_state_dict(optimizer_from_parts(tensors, meta["optimizer"]))
-    loop["schedule"].load_state_dict(meta["schedule"])
+    loop.model.load_state_dict(prefixed(tensors, "model."))
+    loop.optimizer.load_state_dict(optimizer_from_parts(tensors, meta["optimizer"]))
+    loop.schedule.load_state_dict(meta["schedule"])
     torch.set_rng_state(tensors["rng.torch"])
-    loop["generator"].set_state(tensors["rng.shuffle"])
-    if "rng.cuda" in tensors and loop["device"].startswith("cuda"):
-        torch.cuda.set_rng_state(tensors["rng.cuda"], loop["device"])
+    loop.generator.set_state(tensors["rng.shuffle"])
+    if "rng.cuda" in tensors and loop.device.startswith("cuda"):
+        torch.cuda.set_rng_state(tensors["rng.cuda"], loop.device)
     history.rows.extend(meta["history"])
     history.stop_reason = meta.get("stop_reason")
     best.load_state_dict(meta.get("best") or {})

@@ -51,7 +51,7 @@ def summary_writer():
 class TensorBoardLogger(Callback):
     """Writes TensorBoard event files into ``log_dir`` while a model trains.
 
-    The model (``logs["model"]``) gives the graph at the start and the parameter histograms
+    The model (from the training context) gives the graph at the start and the parameter histograms
     (tagged ``parameters/<name>``) after every epoch. ``valid`` (the validation set) enables
     the pictures written at the end of training: its confusion matrix under the final (best)
     weights, and a grid of its images per class. ``class_names`` labels them (default: the
@@ -83,8 +83,7 @@ class TensorBoardLogger(Callback):
 
     def on_fit_start(self, logs: dict) -> None:
         self._open(int(logs.get("epoch", 1)))
-        if logs.get("model") is not None:
-            self._add_graph(logs["model"])
+        self._add_graph(self.context.model)
 
     def on_epoch_end(self, logs: dict) -> None:
         self._open()
@@ -93,13 +92,11 @@ class TensorBoardLogger(Callback):
             value = logs.get(key)
             if value is not None:
                 self.writer.add_scalar(tag, float(value), global_step=epoch)
-        model = logs.get("model")
-        if model is not None:
-            for name, parameter in model.named_parameters():
-                # One copy to the CPU per parameter and epoch: a GPU sync, but once an epoch.
-                self.writer.add_histogram(
-                    f"{PARAMETERS_SECTION}/{name}", parameter.detach(), global_step=epoch
-                )
+        for name, parameter in self.context.model.named_parameters():
+            # One copy to the CPU per parameter and epoch: a GPU sync, but once an epoch.
+            self.writer.add_histogram(
+                f"{PARAMETERS_SECTION}/{name}", parameter.detach(), global_step=epoch
+            )
         self.writer.flush()
 
     def _add_graph(self, model: nn.Module) -> None:
@@ -133,10 +130,9 @@ class TensorBoardLogger(Callback):
 
     def on_fit_end(self, logs: dict) -> None:
         self._open()
-        history = logs.get("history")
-        step = len(history.rows) if history is not None and history.rows else 0
-        model = logs.get("model")
-        if self.valid is not None and len(self.valid) > 0 and model is not None:
+        step = int(logs.get("epochs_run", 0))
+        model = self.context.model
+        if self.valid is not None and len(self.valid) > 0:
             self.writer.add_image(
                 CONFUSION_TAG, self._confusion_image(model), step, dataformats="HWC"
             )
