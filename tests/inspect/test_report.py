@@ -341,3 +341,22 @@ def test_report_from_the_model_and_split_in_memory(finished_run: Path, tmp_path:
     test_names = {Path(p).name for p in split.test.paths}
     shown = re.findall(r'<code class="file" title="([^"]*)"', mistakes(page))
     assert shown and {Path(p).name for p in shown} <= test_names
+
+
+def test_the_report_says_which_weights_were_kept_and_where_validation_ran(
+    finished_run: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(finished_run, copy)
+    config = json.loads((copy / "config.json").read_text())
+    run = json.loads((copy / "run.json").read_text())
+    plain = write_report(copy, out=tmp_path / "plain.html").read_text()
+    assert "--valid-on test" not in plain and "--keep last" not in plain
+    config["valid_on"], run["kept_epoch"] = "test", run["epochs_run"] + 1
+    (copy / "config.json").write_text(json.dumps(config))
+    (copy / "run.json").write_text(json.dumps(run))
+    marked = write_report(copy, out=tmp_path / "marked.html").read_text()
+    assert "the test set, every epoch (--valid-on test)" in marked
+    assert f"the last epoch, {run['kept_epoch']} (--keep last)" in marked

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.export import load
 from cnnlab.export.evaluation import evaluate_saved
 from cnnlab.runs.folder import partial_of
+from cnnlab.train import Callback
 from cnnlab.train.run import RunConfig, load_toml, resume_training, run_training
 
 HISTORY = "epoch,train_loss,train_accuracy,valid_loss,valid_accuracy,lr,seconds"
@@ -41,7 +43,17 @@ def finished_run(bacteria, tmp_path_factory):
             "cache": False,
         }
     )
-    return run_training(config)
+    return run_training(config, callbacks=[SEEN])
+
+
+class Seen(Callback):
+    """What the loop trained on: the training set after equalizing and augmenting."""
+
+    def on_fit_start(self, logs):
+        self.train_size = self.context.train_size
+
+
+SEEN = Seen()
 
 
 def test_run_folder_holds_the_contract(finished_run):
@@ -72,6 +84,11 @@ def test_run_folder_holds_the_contract(finished_run):
         rows = list(csv.DictReader(handle))
     assert {r["subset"] for r in rows} == {"train", "valid", "test"}
     assert metrics["test"]["n"] == sum(r["subset"] == "test" for r in rows)
+    # --equalize: as many training images of each class; flip:hv adds a left-right and a
+    # top-bottom copy of each, so the loop saw three times the training set.
+    train = Counter(r["class"] for r in rows if r["subset"] == "train")
+    assert len(set(train.values())) == 1 and sum(train.values()) == metrics["train"]["n"]
+    assert SEEN.train_size == 3 * metrics["train"]["n"]
     assert load(out).bit_depth == 16
 
 

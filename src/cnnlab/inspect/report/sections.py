@@ -237,6 +237,11 @@ def training_section(report: ReportContext) -> Markup:
     ]
     if best_row is not None and best_row.get("valid_accuracy") is not None:
         facts.insert(2, ("validation accuracy there", percent(best_row["valid_accuracy"])))
+    kept = run.get("kept_epoch", best)
+    if kept != best:
+        facts.insert(2, ("weights kept", f"the last epoch, {kept} (--keep last)"))
+    if report.run.config.get("valid_on") == "test":
+        facts.append(("validated on", "the test set, every epoch (--valid-on test)"))
     rows = [
         [
             int(row["epoch"]),
@@ -256,8 +261,8 @@ def training_section(report: ReportContext) -> Markup:
             "the learning curves",
             lambda: plots.learning_curves_figure(history, best_epoch=best),
             caption="Loss and accuracy per epoch. The star marks the best epoch, whose "
-            "weights the run kept; a validation loss that rises while the training loss "
-            "falls is overfitting.",
+            "weights the run kept unless it kept the last; a validation loss that rises while "
+            "the training loss falls is overfitting.",
         ),
         guarded_figure(
             "the epoch times",
