@@ -13,8 +13,6 @@ The public API, in the order of the workflow::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from cnnlab import datasets
 from cnnlab.data.dataset import ImageDataset, Normalizer, merge
 from cnnlab.errors import CnnlabError
@@ -25,6 +23,7 @@ from cnnlab.models import create_model, list_models
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.loop import History, fit
 from cnnlab.train.run import RunConfig, resume_training, run_training
+from cnnlab.version import __version__
 
 __all__ = [
     "CnnlabError",

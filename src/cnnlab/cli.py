@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError, describe_os_error
+from cnnlab.version import __version__
 
 
 def _train_options(parser: argparse.ArgumentParser) -> None:
@@ -53,8 +54,6 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cnnlab import __version__
-
     parser = argparse.ArgumentParser(
         prog="cnnlab",
         description="Train, inspect and use small-image CNN classifiers (MNIST, microscopy crops).",

@@ -21,6 +21,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.files import write_json, write_tensors
+from cnnlab.version import __version__
 
 FORMAT = "cnnlab-model"
 FORMAT_VERSION = 1
@@ -41,8 +42,6 @@ def save_model(
     extra: dict | None = None,
 ) -> Path:
     """Writes ``model.safetensors`` and ``model.json`` into ``folder``; returns the JSON path."""
-    from cnnlab import __version__
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if len(class_names) != model.num_classes:

@@ -42,6 +42,7 @@ from cnnlab.train.options import (
     parse_size,
     parse_split,
 )
+from cnnlab.version import __version__
 
 __all__ = [
     "RunConfig",
@@ -442,8 +443,6 @@ def format_subset_table(metrics: dict[str, dict]) -> str:
 
 
 def _describe(config: RunConfig, split: Split) -> dict:
-    from cnnlab import __version__
-
     described = config.to_dict()
     reference = split.train
     described["resolved"] = {

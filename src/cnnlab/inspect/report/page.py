@@ -19,6 +19,7 @@ from cnnlab.inspect.report.context import ReportContext
 from cnnlab.inspect.report.html import badge, duration, guarded, number, p_value, percent
 from cnnlab.inspect.report.run import read_run
 from cnnlab.runs.folder import target_of
+from cnnlab.version import __version__
 
 REPORT_NAME = "report.html"
 
@@ -62,8 +63,6 @@ def stylesheet() -> Markup:
 
 def render(report: ReportContext) -> str:
     """The whole page: header, table of contents, every section (or a note where one fails)."""
-    from cnnlab import __version__
-
     built = [
         {
             "anchor": anchor,
