@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError
-from cnnlab.files import fsync_folder, parse_json, replace
+from cnnlab.files import fsync_folder, read_json, replace
 
 CONFIG = "config.json"
 FINISHED = "run.json"
@@ -87,13 +87,10 @@ def quoted(path: Path) -> str:
 def read_config(folder: Path) -> dict:
     """The ``config.json`` of a run folder, as written."""
     path = folder / CONFIG
-    try:
-        data = parse_json(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CnnlabError(f"{folder}: no {CONFIG}; is this a cnnlab run folder?") from None
-    except (UnicodeDecodeError, ValueError) as error:
-        raise CnnlabError(f"{path}: damaged, not valid JSON ({error})") from error
-    if not isinstance(data, dict) or not {"train", "resolved", "model"} <= data.keys():
+    if not path.exists():
+        raise CnnlabError(f"{folder}: no {CONFIG}; is this a cnnlab run folder?")
+    data = read_json(path, "run configuration")
+    if not {"train", "resolved", "model"} <= data.keys():
         raise CnnlabError(f"{path}: not a cnnlab run configuration")
     return data
 

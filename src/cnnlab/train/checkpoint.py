@@ -64,37 +64,30 @@ def save_checkpoint(folder: Path, tensors: dict[str, torch.Tensor], meta: dict) 
 
 def load_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict] | None:
     """The state saved by :func:`save_checkpoint`, or None when there is none yet."""
-    path = folder / STATE_NAME
-    if not path.exists():
-        return None
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            header = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
-        if header.get("format") != FORMAT:
-            raise ValueError("not a cnnlab checkpoint")
-        if header.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"format version {header.get('format_version')}")
-        meta = parse_json(header["meta"])
-    except (OSError, SafetensorError, ValueError, KeyError, RuntimeError) as error:
-        raise CnnlabError(
-            f"{path}: checkpoint unreadable ({error}); it cannot be resumed, start a new run"
-        ) from error
-    return tensors, meta
+    return _read(folder, tensors=True)
 
 
 def read_checkpoint_meta(folder: Path) -> dict | None:
     """The bookkeeping of the saved state (its epoch, history, ...) without its tensors."""
+    saved = _read(folder, tensors=False)
+    return None if saved is None else saved[1]
+
+
+def _read(folder: Path, tensors: bool) -> tuple[dict[str, torch.Tensor], dict] | None:
     path = folder / STATE_NAME
     if not path.exists():
         return None
     try:
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
+            keys = list(handle.keys()) if tensors else []
+            loaded = {key: handle.get_tensor(key) for key in keys}
         if header.get("format") != FORMAT:
             raise ValueError("not a cnnlab checkpoint")
-        return parse_json(header["meta"])
-    except (OSError, SafetensorError, ValueError, KeyError) as error:
+        if header.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"format version {header.get('format_version')}")
+        return loaded, parse_json(header["meta"])
+    except (OSError, SafetensorError, ValueError, KeyError, RuntimeError) as error:
         raise CnnlabError(
             f"{path}: checkpoint unreadable ({error}); it cannot be resumed, start a new run"
         ) from error
