@@ -11,7 +11,6 @@ import torch
 from safetensors.numpy import save_file
 
 from cnnlab.data import cache as cache_module
-from cnnlab.data import folders as folders_module
 from cnnlab.data.cache import Decoded, Record, cache_file, read_cache, write_cache
 from cnnlab.data.folders import load_folders
 
@@ -22,20 +21,6 @@ def make_root(root):
         for i in range(3):
             tifffile.imwrite(root / name / f"img {i}.tif", np.full((4, 5), 300 * c + i, np.uint16))
     return root
-
-
-@pytest.fixture
-def decodes(monkeypatch):
-    """Records every path the folder loader decodes (cache misses)."""
-    seen: list[str] = []
-    original = folders_module.read_image_file
-
-    def spy(path, **kwargs):
-        seen.append(os.path.basename(path))
-        return original(path, **kwargs)
-
-    monkeypatch.setattr(folders_module, "read_image_file", spy)
-    return seen
 
 
 def equal(a, b):

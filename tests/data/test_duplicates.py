@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import warnings
 
@@ -11,7 +10,6 @@ import pytest
 import tifffile
 import torch
 
-from cnnlab.data import folders as folders_module
 from cnnlab.data.folders import load_folders
 from cnnlab.data.split import split_dataset
 from cnnlab.errors import CnnlabError
@@ -41,20 +39,6 @@ def reached_twice(messages) -> list[str]:
 
 def same_images(a, b) -> bool:
     return torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
-
-
-@pytest.fixture
-def decodes(monkeypatch):
-    """Names of the files the loader decodes (cache misses)."""
-    seen: list[str] = []
-    original = folders_module.read_image_file
-
-    def spy(path, **kwargs):
-        seen.append(os.path.basename(path))
-        return original(path, **kwargs)
-
-    monkeypatch.setattr(folders_module, "read_image_file", spy)
-    return seen
 
 
 def test_same_root_twice_under_any_spelling(tmp_path):

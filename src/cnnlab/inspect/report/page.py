@@ -156,7 +156,7 @@ def write_report(
     run = read_run(run_dir)
     if image_index is not None:
         # Asked for explicitly: a bad index is the user's error, not a note inside the page.
-        subset = run.explained_subset
+        subset = run.headline_subset
         size = run.metrics[subset]["n"]
         if not 0 <= image_index < size:
             raise CnnlabError(

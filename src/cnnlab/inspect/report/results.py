@@ -132,7 +132,7 @@ def subset_details(report: ReportContext, subset: str) -> Markup:
 
 # ------------------------------------------------------------------------------ mistakes
 def mistakes_section(report: ReportContext) -> Markup:
-    subset = report.run.explained_subset
+    subset = report.run.headline_subset
     title = SUBSET_TITLES[subset].lower()
     dataset, samples = report.scored(subset)
     scope = f"{len(dataset)} {title} images"
@@ -228,7 +228,7 @@ def confused_pairs(dataset, samples: dict, pairs: int = 3, per_pair: int = 5) ->
 def inside_section(report: ReportContext) -> Markup:
     from cnnlab.inspect import activations, filters, saliency
 
-    subset = report.run.explained_subset
+    subset = report.run.headline_subset
     model = report.model.get()
     dataset = report.subset(subset).raw()
     index = 0 if report.image_index is None else report.image_index

@@ -26,11 +26,6 @@ class RunFiles:
         return headline_subset(self.metrics)
 
     @property
-    def explained_subset(self) -> str:
-        """The subset whose images the report looks at closely: test, else validation."""
-        return next((s for s in ("test", "valid") if s in self.metrics), "train")
-
-    @property
     def class_names(self) -> list[str]:
         resolved = self.config.get("resolved") or {}
         if resolved.get("class_names"):
