@@ -1,0 +1,75 @@
+"""The ``cnnlab`` command's entry point: one parser of every command group, one error policy.
+
+Every user error arrives here as a :class:`~cnnlab.errors.CnnlabError` and leaves as one line
+on stderr with exit code 2; warnings are one line each; a bug shows one line and asks for
+``CNNLAB_DEBUG=1`` to see its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+
+from cnnlab.cli import data, look, train, use
+from cnnlab.errors import CnnlabError, describe_os_error
+from cnnlab.version import __version__
+
+#: The command groups, in the order ``cnnlab --help`` lists their commands.
+GROUPS = (data, train, use, look)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cnnlab",
+        description="Train, inspect and use small-image CNN classifiers (MNIST, microscopy crops).",
+    )
+    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in GROUPS:
+        group.add_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    warnings.showwarning = _one_line_warning
+    # Libraries (tifffile, PIL, ...) log through Python's logging; without a handler its last
+    # resort prints their lines to stderr. cnnlab turns what matters into its own one-line
+    # errors and warnings, so the command shows no library log lines.
+    logging.getLogger().addHandler(logging.NullHandler())
+    try:
+        # The handler is not an option: take it out so commands see only their own flags.
+        return vars(args).pop("handler")(args)
+    except CnnlabError as error:
+        print(f"cnnlab: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except BrokenPipeError:
+        # The reader of stdout went away (`cnnlab models | head`): nothing to say. Python
+        # would complain again when it flushes stdout at exit, so point that at /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as error:
+        print(f"cnnlab: error: {describe_os_error(error)}", file=sys.stderr)
+        return CnnlabError.exit_code
+    except KeyboardInterrupt as interrupt:
+        hint = f"; {interrupt}" if str(interrupt) else ""
+        print(f"cnnlab: interrupted{hint}", file=sys.stderr)
+        return 130
+    except Exception as error:  # a bug, not a user error: keep it to one line unless debugging
+        if os.environ.get("CNNLAB_DEBUG"):
+            raise
+        print(
+            f"cnnlab: internal error: {type(error).__name__}: {error} "
+            "(rerun with CNNLAB_DEBUG=1 for details and report it)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"cnnlab: warning: {message}", file=sys.stderr)

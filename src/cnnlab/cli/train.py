@@ -1,0 +1,75 @@
+"""``cnnlab train``: its flags come from the fields of the run and training configurations."""
+
+from __future__ import annotations
+
+import argparse
+
+from cnnlab.errors import CnnlabError
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser("train", help="train a network (default: LeNet-5 on MNIST)")
+    train.set_defaults(handler=_train)
+    _train_options(train)
+
+
+def _train_options(parser: argparse.ArgumentParser) -> None:
+    """The flags of :class:`cnnlab.RunConfig` and :class:`cnnlab.TrainConfig`, from their fields.
+
+    Every default is None so that a ``--config`` TOML file's values apply unless a flag is given.
+    """
+    from cnnlab.train.options import cli_options
+
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for option in cli_options():
+        group = groups.get(option.group) or groups.setdefault(
+            option.group, parser.add_argument_group(option.group)
+        )
+        common = {"dest": option.dest, "default": None, "help": option.help}
+        if option.kind == "true":
+            group.add_argument(option.flag, action="store_true", **common)
+        elif option.kind == "false":
+            group.add_argument(option.flag, action="store_false", **common)
+        elif option.kind == "both":
+            group.add_argument(option.flag, action=argparse.BooleanOptionalAction, **common)
+        else:
+            action = "append" if option.kind == "append" else "store"
+            group.add_argument(
+                option.flag, action=action, type=option.type, metavar=option.metavar, **common
+            )
+    run = groups["run folder"]
+    run.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="finish an interrupted run, or with --epochs train a finished one further",
+    )
+    run.add_argument("--config", metavar="FILE", help="TOML file of options; flags override it")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from cnnlab.train.run import RunConfig, load_toml, resume_training, run_training
+
+    if args.resume:
+        # A resumed run continues exactly as it was configured; other flags would be ignored.
+        given = [
+            key
+            for key, value in vars(args).items()
+            if value is not None and key not in ("command", "resume", "epochs", "quiet")
+        ]
+        if given:
+            negative = {"cache": "--no-cache", "report": "--no-report"}
+            flag = negative.get(given[0], "--" + given[0].replace("_", "-"))
+            raise CnnlabError(
+                f"--resume continues a run as it was configured; {flag} cannot be changed "
+                "(only --epochs and --quiet can be given)"
+            )
+        resume_training(args.resume, epochs=args.epochs, quiet=bool(args.quiet))
+        return 0
+    options = load_toml(args.config) if args.config else {}
+    flags = {
+        k: v
+        for k, v in vars(args).items()
+        if k not in ("command", "config", "resume") and v is not None
+    }
+    run_training(RunConfig.from_options({**options, **flags}))
+    return 0
