@@ -36,7 +36,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from cnnlab.cli import main
-from cnnlab.data.synth import synth_bacteria
+from cnnlab.synth import CLASSES, synth_bacteria, synth_field
 
 CNNLAB = Path(sys.executable).with_name("cnnlab")
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
@@ -58,6 +58,10 @@ TRAIN = [
 ]
 TRAIN_DATA = [*TRAIN, "--data", "{data}"]
 TRAIN_DATA_NO_OVERWRITE = [part for part in TRAIN_DATA if part != "--overwrite"]
+# A whole field, its objects and a crops folder to create: the start of every field case.
+CROPS = ["crops", "{field}/field.tif", "--out", "{cwd}/crops"]
+CROPS_ROIS = [*CROPS, "--rois", "{field}/RoiSet.zip"]
+PREDICT_FIELD = ["predict", "{run}", "--field", "{field}/field.tif", "--rois", "{field}/RoiSet.zip"]
 
 
 # ----------------------------------------------------------------------------- the cases
@@ -441,6 +445,194 @@ CASES = [
         ["synth", "bacteria", "--out", "{cwd}/new", "--min-size", "50", "--max-size", "20"],
         "--min-size",
     ),
+    # -------------------------------------------------------------- whole fields: crops
+    case("crops-no-objects", CROPS, "--rois", "--labels"),
+    case(
+        "crops-rois-and-labels",
+        [*CROPS_ROIS, "--labels", "{field}/field_labels.tif"],
+        "--rois",
+        "--labels",
+    ),
+    case(
+        "crops-field-missing",
+        ["crops", "{w}/nope.tif", "--rois", "{field}/RoiSet.zip", "--out", "{cwd}/crops"],
+        _file("nope.tif"),
+    ),
+    case(
+        "crops-field-is-a-folder",
+        ["crops", "{field}", "--rois", "{field}/RoiSet.zip", "--out", "{cwd}/crops"],
+        _file("field"),
+    ),
+    case(
+        "crops-rois-damaged",
+        [*CROPS, "--rois", "{images}/damaged_rois.zip"],
+        _file("damaged_rois.zip"),
+    ),
+    case("crops-rois-missing", [*CROPS, "--rois", "{w}/nope.zip"], _file("nope.zip")),
+    case(
+        "crops-labels-float",
+        [*CROPS, "--labels", "{images}/float_labels.tif"],
+        _file("float_labels.tif"),
+    ),
+    case(
+        "crops-labels-of-another-size",
+        [*CROPS, "--labels", "{images}/whole_labels.tif"],
+        _file("whole_labels.tif"),
+    ),
+    case("crops-margin-negative", [*CROPS_ROIS, "--margin", "-1"], _flag("--margin")),
+    case("crops-size-zero", [*CROPS_ROIS, "--size", "0"], _flag("--size")),
+    case("crops-size-letters", [*CROPS_ROIS, "--size", "abc"], _flag("--size")),
+    case("crops-border-bogus", [*CROPS_ROIS, "--border", "bogus"], _flag("--border")),
+    case(
+        "crops-out-not-empty",
+        [*CROPS_ROIS[:3], "{w}/notrun", *CROPS_ROIS[4:]],
+        _flag("--out", "notrun"),
+    ),
+    case(
+        "crops-out-crops-without-overwrite",
+        [*CROPS_ROIS[:3], "{w}/crops", *CROPS_ROIS[4:]],
+        _flag("--out"),
+    ),
+    case(
+        "crops-overwrite-not-a-crops-folder",
+        [*CROPS_ROIS[:3], "{w}/notrun", *CROPS_ROIS[4:], "--overwrite"],
+        _flag("--out", "notrun"),
+    ),
+    case(
+        "crops-out-under-a-file",
+        [*CROPS_ROIS[:3], "{w}/file.txt/sub", *CROPS_ROIS[4:]],
+        _flag("--out", "file.txt"),
+    ),
+    case("crops-channel-one-channel", [*CROPS_ROIS, "--channel", "1"], _flag("--channel")),
+    case("crops-plane-one-plane", [*CROPS_ROIS, "--plane", "0"], _flag("--plane")),
+    case(
+        "crops-plane-out-of-range",
+        [
+            "crops",
+            "{images}/field_stack.tif",
+            "--rois",
+            "{field}/RoiSet.zip",
+            "--plane",
+            "7",
+            "--out",
+            "{cwd}/crops",
+        ],
+        _flag("--plane"),
+    ),
+    case(
+        "crops-stack-without-plane",
+        ["crops", "{images}/field_stack.tif", "--rois", "{field}/RoiSet.zip", "--out", "{cwd}/c"],
+        _flag("--plane"),
+    ),
+    # -------------------------------------------------------------- whole fields: predict
+    # The image before the options: argparse takes `predict RUN --field F IMG` as an unknown
+    # argument, not as a path (a known argparse limit with optional positionals).
+    case(
+        "predict-field-and-images",
+        ["predict", "{run}", "{img}", *PREDICT_FIELD[2:]],
+        _flag("--field"),
+    ),
+    case(
+        "predict-overlay-without-field",
+        ["predict", "{run}", "{img}", "--overlay", "{cwd}/o.png"],
+        _flag("--overlay"),
+    ),
+    case(
+        "predict-margin-without-field",
+        ["predict", "{run}", "{img}", "--margin", "3"],
+        _flag("--margin"),
+    ),
+    case(
+        "predict-rois-without-field",
+        ["predict", "{run}", "{img}", "--rois", "{field}/RoiSet.zip"],
+        _flag("--rois"),
+    ),
+    case(
+        "predict-field-missing",
+        ["predict", "{run}", "--field", "{w}/nope.tif", "--rois", "{field}/RoiSet.zip"],
+        _file("nope.tif"),
+    ),
+    case(
+        "predict-field-no-objects",
+        ["predict", "{run}", "--field", "{field}/field.tif"],
+        "--rois",
+        "--labels",
+    ),
+    case("predict-field-skip-bad", [*PREDICT_FIELD, "--skip-bad"], _flag("--skip-bad")),
+    case(
+        "predict-field-rois-damaged",
+        ["predict", "{run}", "--field", "{field}/field.tif", "--rois", "{images}/damaged_rois.zip"],
+        _file("damaged_rois.zip"),
+    ),
+    case("predict-field-border-bogus", [*PREDICT_FIELD, "--border", "bogus"], _flag("--border")),
+    case(
+        "predict-field-out-exists",
+        [*PREDICT_FIELD, "--out", "{w}/existing.csv"],
+        _flag("--out"),
+    ),
+    case(
+        "predict-field-default-overlay-exists",
+        [*PREDICT_FIELD, "--out", "{w}/taken.csv"],
+        _flag("--overlay", "taken-overlay.png"),
+    ),
+    case(
+        "predict-field-overlay-exists",
+        [*PREDICT_FIELD, "--overlay", "{w}/taken-overlay.png"],
+        _flag("--overlay"),
+    ),
+    case(
+        "predict-field-overlay-not-png",
+        [*PREDICT_FIELD, "--overlay", "{cwd}/o.jpg"],
+        _flag("--overlay"),
+    ),
+    case("predict-field-channel-one-channel", [*PREDICT_FIELD, "--channel", "0"], "--channel"),
+    case(
+        "predict-field-everything-skipped",
+        [*PREDICT_FIELD, "--size", "500", "--out", "{cwd}/p.csv"],
+        _file("RoiSet.zip"),
+        "--border",
+    ),
+    # -------------------------------------------------------------- whole fields: synth, summary
+    case(
+        "synth-field-size-too-small",
+        ["synth", "field", "--out", "{cwd}/new", "--size", "10"],
+        _flag("--size"),
+    ),
+    case(
+        "synth-field-size-letters",
+        ["synth", "field", "--out", "{cwd}/new", "--size", "big"],
+        _flag("--size"),
+    ),
+    case(
+        "synth-field-per-class-negative",
+        ["synth", "field", "--out", "{cwd}/new", "--per-class", "-1"],
+        _flag("--per-class"),
+    ),
+    case(
+        "synth-field-out-not-empty",
+        ["synth", "field", "--out", "{w}/notrun", "--size", "64"],
+        _flag("--out", "notrun"),
+    ),
+    case(
+        "synth-bacteria-style-bogus",
+        ["synth", "bacteria", "--out", "{cwd}/new", "--style", "bogus"],
+        _flag("--style", "bogus"),
+    ),
+    case(
+        "data-summary-field-and-folder",
+        ["data", "summary", "{field}/field.tif", "{data}"],
+        _file("field.tif"),
+    ),
+    case(
+        "data-summary-folder-and-field",
+        ["data", "summary", "{data}", "{field}/field.tif"],
+        _file("field.tif"),
+    ),
+    case(
+        "data-summary-field-with-pattern",
+        ["data", "summary", "{field}/field.tif", "--pattern", "*.tif"],
+        _flag("--pattern"),
+    ),
     # -------------------------------------------------------------- kernels
     case(
         "kernels-matrix-ragged",
@@ -480,6 +672,19 @@ CASES = [
         "process-train-image-text",
         [*TRAIN, "--data", "{folders}/bad_text"],
         _file("text.tif"),
+        subprocess=True,
+    ),
+    case(
+        "process-crops-border-bogus",
+        [*CROPS_ROIS, "--border", "bogus"],
+        _flag("--border"),
+        subprocess=True,
+    ),
+    case(
+        "process-crops-rois-and-labels",
+        [*CROPS_ROIS, "--labels", "{field}/field_labels.tif"],
+        "--rois",
+        "--labels",
         subprocess=True,
     ),
     case(
@@ -696,7 +901,23 @@ def _build(world: Path) -> dict[str, str]:
     (world / "notrun").mkdir()
     (world / "notrun" / "keep.txt").write_text("the user's own file\n")
 
+    # A small whole field, a crops folder cut from it, and field inputs each bad in one way.
+    field = world / "field"
+    synth_field(field, size=160, seed=0, counts=dict.fromkeys(CLASSES, 1))
+    _cli(["crops", field / "field.tif", "--rois", field / "RoiSet.zip", "--out", world / "crops"])
+    rois = (field / "RoiSet.zip").read_bytes()
+    (images / "damaged_rois.zip").write_bytes(rois[: len(rois) // 2])
+    pixels = tifffile.imread(field / "field.tif")
+    labels = tifffile.imread(field / "field_labels.tif")
+    tifffile.imwrite(images / "float_labels.tif", labels.astype(np.float32))
+    tifffile.imwrite(images / "whole_labels.tif", labels[:50, :60])
+    tifffile.imwrite(
+        images / "field_stack.tif", np.stack([pixels] * 3), imagej=True, metadata={"axes": "ZYX"}
+    )
+    (world / "taken-overlay.png").write_bytes(b"the user's picture")
+
     placeholders = {name: str(path) for name, path in paths.items()}
+    placeholders["field"] = str(field)
     placeholders.update(
         w=str(world),
         run=str(world / "run"),

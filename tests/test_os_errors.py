@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from cnnlab.cli import main
-from cnnlab.data.synth import synth_bacteria
+from cnnlab.synth import synth_bacteria
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from cnnlab import datasets
 from cnnlab.data.dataset import ImageDataset, Normalizer, merge
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import evaluate, evaluate_subsets, format_metrics, predict_proba
-from cnnlab.export.predict import PredictionTable, predict
+from cnnlab.export.predict import PredictionTable, predict, predict_arrays
 from cnnlab.export.saved import load, save_model
 from cnnlab.models import create_model, list_models
 from cnnlab.train.config import TrainConfig
@@ -44,6 +44,7 @@ __all__ = [
     "load",
     "merge",
     "predict",
+    "predict_arrays",
     "predict_proba",
     "resume_training",
     "run_training",

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from cnnlab.data.folders import load_folders
 from cnnlab.data.mnist import mnist
-from cnnlab.data.synth import synth_bacteria
+from cnnlab.synth import synth_bacteria
 
 __all__ = ["load_folders", "mnist", "synth_bacteria"]

@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -133,6 +134,54 @@ def write_tensors(
     """Atomic safetensors write; ``metadata`` values must be strings."""
     contiguous = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     write_bytes(path, safetensors_bytes(contiguous, metadata=metadata))
+
+
+def write_folder(
+    out: str | os.PathLike,
+    files: Mapping[str, bytes],
+    check: Callable[[], None] | None = None,
+) -> None:
+    """Writes a folder of files as a unit: ``out`` holds the old folder or the whole new one.
+
+    ``files`` maps paths inside the folder (``"1cell/a.tif"``) to their bytes. The folder is
+    built in a hidden sibling, every file and folder fsynced, and renamed to ``out`` only once
+    complete. An existing ``out`` is set aside first and deleted only after the new folder is in
+    place, so a crash at any instant leaves the old folder or the new one (at worst, the old one
+    under its hidden ``.NAME.*.replaced`` name). ``check`` runs again just before the swap, so
+    that the caller can refuse what appeared at ``out`` meanwhile.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        # mkdtemp makes folders for the owner only; give the result the usual permissions.
+        os.chmod(staging, 0o777 & ~_UMASK)
+        folders = {staging}
+        for name, data in files.items():
+            target = staging / name
+            if target.parent not in folders:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                folders.add(target.parent)
+            with naming(target), open(target, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
+            fsync_folder(folder)
+        if check is not None:
+            check()
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            aside = Path(
+                tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".replaced", dir=out.parent)
+            )
+            replace(out, aside)  # over the empty folder mkdtemp made
+            replace(staging, out)
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            replace(staging, out)  # also over an empty folder
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def _read_umask() -> int:

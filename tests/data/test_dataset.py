@@ -191,7 +191,7 @@ def test_select_keeps_the_given_order_for_tensors_and_lists():
 # --------------------------------------------------------------------------------- merge
 def test_merge_integer_and_float_gives_exact_float32():
     integers = dataset_of(torch.tensor([[[[65535]]], [[[3]]]], dtype=torch.int32), bit_depth=16)
-    floats = dataset_of(torch.tensor([[[[0.25]]]]), labels=[1], bit_depth=8)
+    floats = dataset_of(torch.tensor([[[[0.25]]]]), labels=[1], bit_depth=16)
     merged = merge([integers, floats], name="both")
     assert merged.dtype == torch.float32
     assert merged.images.flatten().tolist() == [65535.0, 3.0, 0.25]
@@ -215,6 +215,10 @@ def test_merge_refuses_incompatible_datasets():
         merge([a.normalize(Normalizer((0.0,), (1.0,))), b.normalize()])
     with pytest.raises(CnnlabError, match="nothing to merge"):
         merge([])
+    # 8-bit among 16-bit images would sit at 1/257 of their brightness.
+    deep = a.replace(bit_depth=16, name="deep")
+    with pytest.raises(CnnlabError, match=r"cannot merge deep \(16-bit\) with dataset \(8-bit\)"):
+        merge([a, deep])
 
 
 # --------------------------------------------------------------------------------- summary

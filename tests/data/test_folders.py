@@ -72,7 +72,9 @@ def test_pattern_hidden_and_other_files(tmp_path):
     data = load_folders(root, pattern="*.tif")
     assert data.class_counts() == {"a": 3, "b": 2}
     assert not any("extra.png" in p or ".hidden" in p for p in data.paths)
-    everything = load_folders(root)  # known extensions, mixed 8/16 bit promote to int32
+    with pytest.warns(UserWarning, match="scaled 1 8-bit image to 16-bit"):
+        # Every known extension: the 8-bit PNG among 16-bit TIFFs is scaled when asked.
+        everything = load_folders(root, convert_bit_depth=True)
     assert everything.class_counts() == {"a": 4, "b": 2}
     assert everything.dtype == torch.int32
     assert everything.bit_depth == 16

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnlab.data.synth import synth_bacteria
+from cnnlab.synth import synth_bacteria
 from cnnlab.train.run import RunConfig, run_training
 
 

@@ -16,7 +16,7 @@ def test_the_headline_subset_prefers_test_then_valid_then_train():
 
 
 def test_a_runs_folder_gives_back_the_data_options_it_was_trained_with(tmp_path):
-    from cnnlab.data.synth import synth_bacteria
+    from cnnlab.synth import synth_bacteria
 
     synth_bacteria(tmp_path / "data", per_class=8, seed=0, min_size=16, max_size=20)
     config = RunConfig.from_options(

@@ -31,8 +31,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from cnnlab.data.synth import synth_bacteria
 from cnnlab.runs.folder import partial_of
+from cnnlab.synth import synth_bacteria
 
 DRIVER = """
 import os, signal, sys

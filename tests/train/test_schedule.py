@@ -8,7 +8,7 @@ from itertools import pairwise
 import pytest
 import torch
 
-from cnnlab.data.synth import synth_bacteria
+from cnnlab.synth import synth_bacteria
 from cnnlab.train.config import SCHEDULES, TrainConfig
 from cnnlab.train.optim import Schedule
 from cnnlab.train.run import RunConfig, run_training

@@ -14,12 +14,12 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from cnnlab.cli import data, look, train, use
+from cnnlab.cli import data, look, microscopy, train, use
 from cnnlab.errors import CnnlabError, describe_os_error
 from cnnlab.version import __version__
 
 #: The command groups, in the order ``cnnlab --help`` lists their commands.
-GROUPS = (data, train, use, look)
+GROUPS = (data, microscopy, train, use, look)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # argparse hands an optional list of paths nothing typed after an option
+    # (`predict RUN --skip-bad FOLDER`): such leftovers belong to that list.
+    if hasattr(args, "paths"):
+        args.paths = [*args.paths, *(part for part in extra if not part.startswith("-"))]
+        extra = [part for part in extra if part.startswith("-")]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     warnings.showwarning = _one_line_warning
     # Libraries (tifffile, PIL, ...) log through Python's logging; without a handler its last
     # resort prints their lines to stderr. cnnlab turns what matters into its own one-line

@@ -7,6 +7,13 @@ import json
 import sys
 from pathlib import Path
 
+from cnnlab.cli.common import (
+    add_object_flags,
+    add_plane_flags,
+    check_out_file,
+    object_choice,
+    plane_choice,
+)
 from cnnlab.errors import CnnlabError
 
 
@@ -18,24 +25,45 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--data", action="append", metavar="SPEC", help="mnist or folders [the run's own subsets]"
     )
     evaluate.add_argument("--pattern")
+    evaluate.add_argument(
+        "--convert-bit-depth",
+        action="store_true",
+        help="scale 8-bit images among 16-bit ones to 16-bit (x257) instead of refusing",
+    )
     evaluate.add_argument("--json", action="store_true", help="print JSON")
 
-    predict = commands.add_parser("predict", help="classify image files or folders")
+    predict = commands.add_parser(
+        "predict", help="classify image files or folders, or the objects of a whole field"
+    )
     predict.set_defaults(handler=_predict)
     predict.add_argument("model", metavar="MODEL")
-    predict.add_argument("paths", nargs="+", metavar="PATH")
+    predict.add_argument("paths", nargs="*", metavar="PATH", help="image files or folders")
     predict.add_argument("--pattern", help="glob selecting files inside folders")
     predict.add_argument(
         "--out", help="CSV file to write (refuses to overwrite without --overwrite)"
     )
     predict.add_argument("--overwrite", action="store_true")
+    predict.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip unreadable files and files the model cannot take, with a count",
+    )
+    fields = predict.add_argument_group("a whole field instead of files")
+    fields.add_argument("--field", metavar="FIELD", help="classify each object of this field image")
+    fields.add_argument(
+        "--overlay", metavar="PNG", help="the field with its objects outlined [beside --out]"
+    )
+    add_object_flags(predict)
+    add_plane_flags(predict)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from cnnlab.evaluate import format_metrics
     from cnnlab.export.evaluation import evaluate_saved
 
-    results = evaluate_saved(args.model, data=args.data, pattern=args.pattern)
+    results = evaluate_saved(
+        args.model, data=args.data, pattern=args.pattern, convert_bit_depth=args.convert_bit_depth
+    )
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -50,22 +78,71 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from cnnlab.export import load, predict
 
-    if args.out:
-        out = Path(args.out)
-        if out.is_dir():
-            raise CnnlabError(f"--out {out}: is a folder; give a file name such as preds.csv")
-        if out.parent.is_file():
-            raise CnnlabError(f"--out {out}: {out.parent} is a file, not a folder")
-        if not out.parent.is_dir():
-            raise CnnlabError(
-                f"--out {out}: the folder {out.parent} does not exist; create it first"
-            )
-        if out.is_file() and not args.overwrite:  # devices and pipes are streams
-            raise CnnlabError(f"--out {out}: exists; choose another file or pass --overwrite")
-    table = predict(load(args.model), args.paths, pattern=args.pattern)
-    if args.out:
-        table.to_csv(args.out)
-        print(f"wrote {len(table)} predictions to {args.out}")
+    out = check_out_file("--out", args.out, args.overwrite, "preds.csv") if args.out else None
+    if args.field:
+        return _predict_field(args, out)
+    if not args.paths:
+        raise CnnlabError("predict: give image files or folders, or a whole field with --field")
+    for flag in (
+        "overlay",
+        "rois",
+        "labels",
+        "margin",
+        "size",
+        "channel",
+        "plane",
+        "position",
+        "time",
+    ):
+        if getattr(args, flag) is not None:
+            raise CnnlabError(f"--{flag} is for a whole field: add --field FIELD or leave it out")
+    table = predict(load(args.model), args.paths, pattern=args.pattern, skip_bad=args.skip_bad)
+    if out:
+        table.to_csv(out)
+        skipped = f" ({len(table.skipped)} files skipped)" if table.skipped else ""
+        print(f"wrote {len(table)} predictions to {out}{skipped}")
     else:
         table.to_csv(sys.stdout)
+    return 0
+
+
+def _predict_field(args: argparse.Namespace, out: Path | None) -> int:
+    """One CSV row per object of the field, an overlay picture and the counts per class."""
+    from cnnlab.export import load
+    from cnnlab.microscopy.classify import classify_field, default_overlay_path
+
+    if args.paths:
+        raise CnnlabError(
+            f"predict --field: {args.paths[0]} is a second input; classify files or a field, "
+            "not both"
+        )
+    if args.pattern or args.skip_bad:
+        flag = "--pattern" if args.pattern else "--skip-bad"
+        raise CnnlabError(f"{flag} is for image files, not for --field; leave it out")
+    overlay = None
+    if args.overlay:
+        # The overlay is always PNG bytes: a .jpg name would hold a file no viewer expects.
+        if Path(args.overlay).suffix.lower() != ".png":
+            raise CnnlabError(f"--overlay {args.overlay}: the overlay is a PNG; name it *.png")
+        overlay = check_out_file("--overlay", args.overlay, args.overwrite, "field.png")
+    elif out:
+        overlay = check_out_file(
+            "--overlay", str(default_overlay_path(out)), args.overwrite, "field.png"
+        )
+    result = classify_field(
+        load(args.model), args.field, **object_choice(args, "predict --field"), **plane_choice(args)
+    )
+    if out:
+        result.to_csv(out)
+    else:
+        result.to_csv(sys.stdout)
+    if overlay:
+        result.write_overlay(overlay)
+    # Counts are results, but with the CSV on stdout they would corrupt it: stderr then.
+    report = sys.stdout if out else sys.stderr
+    print(result.summary_text(), file=report)
+    if out:
+        print(f"wrote {len(result)} object predictions to {out}", file=report)
+    if overlay:
+        print(f"wrote the overlay to {overlay}", file=report)
     return 0

@@ -19,7 +19,6 @@ from cnnlab.data.split import (
     split_dataset,
     write_manifest,
 )
-from cnnlab.data.synth import synth_bacteria
 
 __all__ = [
     "ImageDataset",
@@ -40,7 +39,6 @@ __all__ = [
     "rotate",
     "shift",
     "split_dataset",
-    "synth_bacteria",
     "write_idx",
     "write_manifest",
 ]

@@ -263,6 +263,13 @@ def merge(datasets: Sequence[ImageDataset], name: str | None = None) -> ImageDat
                 f"cannot merge {other.name} (classes {', '.join(other.class_names)}) with "
                 f"{first.name} (classes {', '.join(first.class_names)})"
             )
+        if other.bit_depth != first.bit_depth and len(other) and len(first):
+            # Promoting both to one dtype would put the shallower images at a fraction of the
+            # brightness of the others (8-bit in 16-bit: 1/257).
+            raise CnnlabError(
+                f"cannot merge {other.name} ({other.bit_depth}-bit) with {first.name} "
+                f"({first.bit_depth}-bit); load the folders together with convert_bit_depth=True"
+            )
         if other.normalizer != first.normalizer:
             raise CnnlabError(
                 "cannot merge datasets normalized differently (or raw with normalized); "

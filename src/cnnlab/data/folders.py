@@ -11,9 +11,10 @@ the same class folders are merged. Class order is sorted, so label numbers do no
 order the file system happens to list folders in, and neither does the sample order.
 
 Anything that would make the result silently wrong is an error naming the path: a missing root,
-an empty class, a file that is not an image, images with different channel counts. With
-``skip_bad=True`` unreadable files are skipped instead, with one warning and a record in
-``dataset.meta["skipped"]``, because one corrupt file among thousands should not block a lesson.
+an empty class, a file that is not an image, images with different channel counts or bit
+depths (see :mod:`cnnlab.data.combine`). With ``skip_bad=True`` unreadable files are skipped
+instead, with one warning and a record in ``dataset.meta["skipped"]``, because one corrupt file
+among thousands should not block a lesson.
 
 A file reached twice (a root given twice, a root or file reached again through a symbolic link,
 or a byte-identical copy under another name) is counted once, with one warning and the dropped
@@ -43,13 +44,12 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from cnnlab.data.cache import Decoded, Record, cache_file, default_cache_dir, read_cache
 from cnnlab.data.cache import write_cache as _write_cache
-from cnnlab.data.channels import describe_channels
+from cnnlab.data.combine import unify
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.data.imageio import IMAGE_EXTENSIONS, os_error, read_image_file
 from cnnlab.errors import CnnlabError
@@ -70,6 +70,8 @@ def load_folders(
     skip_bad: bool = False,
     cache: bool | str | os.PathLike = False,
     workers: int | None = None,
+    convert_bit_depth: bool = False,
+    allow_mixed_bit_depths: bool = False,
 ) -> ImageDataset:
     """The images under ``roots`` (one subfolder per class) as an :class:`ImageDataset`.
 
@@ -82,8 +84,11 @@ def load_folders(
     least 256 files to decode, else one).
 
     Images of one size come as an ``(N, C, H, W)`` tensor, otherwise as a list. Files of
-    different bit depths are promoted to a common dtype (8- and 16-bit to ``int32``) and
-    ``bit_depth`` is the largest.
+    different bit depths (8-bit JPEGs among 16-bit TIFFs, float among integer images) are an
+    error naming one of each; ``convert_bit_depth`` scales integer images to the deepest depth
+    instead (8 to 16 bits: x257), with a warning. ``allow_mixed_bit_depths`` keeps them as read,
+    in a common dtype, for describing the data only (``cnnlab data summary``); the counts per
+    depth are in ``meta["bit_depths"]`` (see :mod:`cnnlab.data.combine`).
     """
     root_list = _as_roots(roots)
     if channels not in (None, 1, 3):
@@ -106,10 +111,16 @@ def load_folders(
     )
     class_names = [name for name in class_names if name not in dropped]
 
-    images, bit_depth = _unify(arrays, [file[3] for file in files], channels)
+    images, bit_depth, depth_meta = unify(
+        arrays,
+        [file[3] for file in files],
+        channels,
+        convert_bit_depth=convert_bit_depth,
+        allow_mixed_bit_depths=allow_mixed_bit_depths,
+    )
     label_of = {name: label for label, name in enumerate(class_names)}
     labels = torch.tensor([label_of[file[1]] for file in files], dtype=torch.int64)
-    meta = {"roots": [str(root) for root in root_list], **meta}
+    meta = {"roots": [str(root) for root in root_list], **meta, **depth_meta}
     if alpha := sum(d.samples in (2, 4) for d in arrays):
         meta["alpha_dropped"] = alpha
     if skip_bad:
@@ -439,40 +450,3 @@ def _decode_paths(
                 results.append(result)
                 bar.update()
             return results
-
-
-# --------------------------------------------------------------------------------- combining
-def _unify(
-    decoded: list[Decoded], paths: list[str], channels: int | None
-) -> tuple[torch.Tensor | list[torch.Tensor], int]:
-    """One tensor (or a list when sizes differ) in a common dtype, and the largest bit depth."""
-    arrays = [d.array for d in decoded]
-    by_channels: dict[int, tuple[str, int]] = {}
-    for d, path in zip(decoded, paths, strict=True):
-        if (have := d.array.shape[0]) not in by_channels:
-            by_channels[have] = (path, d.samples or have)
-    if len(by_channels) > 1 and channels is None:
-        examples = ", ".join(
-            f"{path} has {describe_channels(samples)}"
-            for _, (path, samples) in sorted(by_channels.items())
-        )
-        raise CnnlabError(
-            f"{examples}; pass --channels 1 (gray) or --channels 3 (RGB) to convert them "
-            "(channels= in Python)"
-        )
-    dtype = _common_dtype({array.dtype for array in arrays})
-    bit_depth = max(d.bit_depth for d in decoded)
-    if len({array.shape for array in arrays}) == 1:
-        return torch.from_numpy(np.stack(arrays).astype(dtype, copy=False)), bit_depth
-    return [torch.from_numpy(array.astype(dtype, copy=False)) for array in arrays], bit_depth
-
-
-def _common_dtype(dtypes: set[np.dtype]) -> np.dtype:
-    """uint8 when all are 8-bit; float32 if any is float; else the widest integer type."""
-    if len(dtypes) == 1:
-        return dtypes.pop()
-    if any(dtype.kind == "f" for dtype in dtypes):
-        return np.dtype(np.float32)
-    if np.dtype(np.int64) in dtypes:
-        return np.dtype(np.int64)
-    return np.dtype(np.int32)

@@ -366,9 +366,19 @@ def _to_tensor_dtype(pixels: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
         pixels = pixels.transpose(2, 0, 1)
     else:
         raise CnnlabError(f"{path}: image of shape {pixels.shape} is not 2D")
+    return tensor_dtype(pixels, path)
+
+
+def tensor_dtype(pixels: np.ndarray, name: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """A ``(C, H, W)`` array in the dtype its tensor has (table above), and that bit depth.
+
+    Shared by the file reader and :func:`cnnlab.export.predict_arrays`, so that an array given
+    in memory is held exactly as the same pixels read from a file. ``name`` names the image in
+    errors. The result is a new array: it never shares memory with a caller's pixels.
+    """
     if 0 in pixels.shape:
-        height, width = pixels.shape[1:]
-        raise CnnlabError(f"{path}: image of {height}x{width} pixels holds nothing; it is damaged")
+        height, width = pixels.shape[-2:]
+        raise CnnlabError(f"{name}: image of {height}x{width} pixels holds nothing; it is damaged")
     kind, size = pixels.dtype.kind, pixels.dtype.itemsize
     if pixels.dtype == np.bool_:
         array, bit_depth = pixels.astype(np.uint8) * np.uint8(255), 8
@@ -381,18 +391,18 @@ def _to_tensor_dtype(pixels: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
     elif kind == "f":
         with np.errstate(over="ignore", invalid="ignore"):  # counted below instead
             array, bit_depth = pixels.astype(np.float32), 32
-        _check_finite(array, size, path)
+        _check_finite(array, size, name)
     else:
-        raise CnnlabError(f"{path}: pixel type {pixels.dtype} is not supported")
+        raise CnnlabError(f"{name}: pixel type {pixels.dtype} is not supported")
     return np.ascontiguousarray(array), bit_depth
 
 
-def _check_finite(array: np.ndarray, source_size: int, path: Path) -> None:
+def _check_finite(array: np.ndarray, source_size: int, name: str | os.PathLike) -> None:
     """Refuse NaN and infinity: one such pixel turns a whole batch's loss into NaN."""
     bad = array.size - int(np.count_nonzero(np.isfinite(array)))
     if bad:
         what = "NaN or infinite" + (" or beyond the float32 range" if source_size > 4 else "")
         raise CnnlabError(
-            f"{path}: {bad:,} of {array.size:,} pixels are not finite ({what}); fix the image, "
+            f"{name}: {bad:,} of {array.size:,} pixels are not finite ({what}); fix the image, "
             "or pass --skip-bad (skip_bad=True) to leave it out"
         )

@@ -52,6 +52,8 @@ class DataSpec:
     seed: int = 0
     skip_bad: bool = False
     cache: bool = True
+    #: Scale images of smaller bit depths to the largest instead of refusing mixed depths.
+    convert_bit_depth: bool = False
 
 
 def load_split(spec: DataSpec) -> Split:
@@ -141,6 +143,7 @@ def _load_folders(spec: DataSpec) -> ImageDataset:
         plane=spec.plane,
         skip_bad=spec.skip_bad,
         cache=spec.cache,
+        convert_bit_depth=spec.convert_bit_depth,
     )
 
 
@@ -151,8 +154,15 @@ def load_sources(
     skip_bad: bool = False,
     plane: int | None = None,
     cache: bool = False,
+    convert_bit_depth: bool = False,
+    allow_mixed_bit_depths: bool = False,
 ) -> dict[str, ImageDataset]:
-    """The datasets behind ``specs``: {"train", "test"} for mnist, {"all"} for folders merged."""
+    """The datasets behind ``specs``: {"train", "test"} for mnist, {"all"} for folders merged.
+
+    Mixed bit depths are refused, scaled with ``convert_bit_depth``, or, with
+    ``allow_mixed_bit_depths``, kept as read so that :func:`format_description` can describe
+    them (never train on such a dataset); see :func:`cnnlab.data.folders.load_folders`.
+    """
     specs = list(specs)
     if not specs:
         raise CnnlabError("name at least one data source: mnist or a folder of class folders")
@@ -165,14 +175,32 @@ def load_sources(
             found = {k: v.to_channels(channels) for k, v in found.items()}
         return found
     dataset = load_folders(
-        specs, pattern=pattern, channels=channels, skip_bad=skip_bad, plane=plane, cache=cache
+        specs,
+        pattern=pattern,
+        channels=channels,
+        skip_bad=skip_bad,
+        plane=plane,
+        cache=cache,
+        convert_bit_depth=convert_bit_depth,
+        allow_mixed_bit_depths=allow_mixed_bit_depths,
     )
     return {"all": dataset}
 
 
 def describe_sources(datasets: dict[str, ImageDataset]) -> dict:
-    """Class counts, size range, channels and bit depth of each dataset, as plain data."""
-    return {name: dataset.summary() for name, dataset in datasets.items()}
+    """Class counts, size range, channels and bit depth of each dataset, as plain data.
+
+    Folder data adds ``bit_depths``, the images per depth of the files (``{"8-bit": 12,
+    "16-bit": 340}``), and, where they differ, ``mixed_bit_depths``: why training refuses them.
+    """
+    described = {}
+    for name, dataset in datasets.items():
+        info = dataset.summary()
+        for key in ("bit_depths", "mixed_bit_depths", "converted_bit_depth"):
+            if key in dataset.meta:
+                info[key] = dataset.meta[key]
+        described[name] = info
+    return described
 
 
 def format_description(datasets: dict[str, ImageDataset]) -> str:
@@ -186,7 +214,25 @@ def format_description(datasets: dict[str, ImageDataset]) -> str:
         dropped = f" (alpha channel dropped from {alpha} file{'s' if alpha > 1 else ''})"
         lines.append(
             f"{name}: {info['n']} images, {size}, {info['channels']} channel(s)"
-            f"{dropped if alpha else ''}, {info['bit_depth']}-bit ({info['dtype']})"
+            f"{dropped if alpha else ''}, {_depths(info)} ({info['dtype']})"
         )
     lines.extend(f"warning: {problem}" for problem in balance_warnings(datasets))
+    lines.extend(
+        f"warning: {info['mixed_bit_depths']}"
+        for info in describe_sources(datasets).values()
+        if "mixed_bit_depths" in info
+    )
     return "\n".join(lines)
+
+
+def _depths(info: dict) -> str:
+    """``16-bit``, or for mixed files ``mixed bit depths: 12 8-bit, 340 16-bit``, or for scaled
+    ones ``16-bit (12 8-bit images scaled)``."""
+    counts = info.get("bit_depths") or {}
+    if "mixed_bit_depths" in info:
+        return "mixed bit depths: " + ", ".join(f"{n} {label}" for label, n in counts.items())
+    if converted := info.get("converted_bit_depth"):
+        scaled = " and ".join(f"{n} {label}" for label, n in converted["scaled"].items())
+        images = "image" if sum(converted["scaled"].values()) == 1 else "images"
+        return f"{info['bit_depth']}-bit ({scaled} {images} scaled to it)"
+    return f"{info['bit_depth']}-bit"

@@ -17,12 +17,16 @@ from cnnlab.runs.reading import load_run_split
 
 
 def evaluate_saved(
-    model_path: str | Path, data: Sequence[str] | None = None, pattern: str | None = None
+    model_path: str | Path,
+    data: Sequence[str] | None = None,
+    pattern: str | None = None,
+    convert_bit_depth: bool = False,
 ) -> dict[str, dict]:
     """Metrics of a saved model: on ``data`` specs, or on its run's own subsets.
 
     Folder data is matched to the model by class name, converted to its channels and resized
-    to its input size, as at training time.
+    to its input size, as at training time; folders of mixed bit depths are refused, or with
+    ``convert_bit_depth`` scaled to the deepest (see :func:`cnnlab.data.load_folders`).
     """
     model = load(model_path)
     if not data:
@@ -35,7 +39,9 @@ def evaluate_saved(
         return evaluate_subsets(
             model, {"train": split.train, "valid": split.valid, "test": split.test}
         )
-    sources = load_sources(data, pattern=pattern, channels=model.in_chans)
+    sources = load_sources(
+        data, pattern=pattern, channels=model.in_chans, convert_bit_depth=convert_bit_depth
+    )
     return evaluate_subsets(model, {name: fit_to_model(ds, model) for name, ds in sources.items()})
 
 

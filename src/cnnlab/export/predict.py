@@ -1,4 +1,9 @@
-"""Predictions for new image files, preprocessed exactly as the training data was."""
+"""Predictions for new image files or arrays, preprocessed exactly as the training data was.
+
+Files and in-memory arrays take one path: a reader turns each file into a ``(C, H, W)`` array
+and its bit depth, and :func:`_prepare` checks every image against the model and converts it,
+so that an image predicts the same whether it comes from a file or from memory.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +11,24 @@ import csv
 import fnmatch
 import functools
 import io
-from collections.abc import Iterator, Sequence
+import os
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+import numpy as np
 import torch
 from torch import nn
 
-from cnnlab.data.dataset import ImageDataset, convert_channels
-from cnnlab.data.imageio import IMAGE_EXTENSIONS, read_image
+from cnnlab.data.channels import convert_array
+from cnnlab.data.dataset import ImageDataset
+from cnnlab.data.imageio import IMAGE_EXTENSIONS, read_array, tensor_dtype
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import predict_proba
 from cnnlab.evaluate.evaluate import INFERENCE_BATCH
+from cnnlab.export.saved import BIT_DEPTHS
 from cnnlab.files import write_text
 
 
@@ -30,6 +40,8 @@ class PredictionTable:
     predicted: tuple[str, ...]
     probabilities: torch.Tensor
     class_names: tuple[str, ...]
+    #: ``(path or name, reason)`` of the images left out by ``skip_bad``.
+    skipped: tuple[tuple[str, str], ...] = ()
 
     @property
     def columns(self) -> list[str]:
@@ -55,25 +67,34 @@ class PredictionTable:
         with a probability that is not a finite number is refused, naming its image.
         """
         check_finite(self.paths, self.probabilities)
-        buffer = io.StringIO(newline="")
-        writer = csv.DictWriter(buffer, fieldnames=self.columns)
-        writer.writeheader()
-        for row in self:
-            writer.writerow({k: f"{v:.6f}" if isinstance(v, float) else v for k, v in row.items()})
-        if isinstance(target, str | Path):
-            try:
-                write_text(target, buffer.getvalue())
-            except OSError as error:
-                raise CnnlabError(
-                    f"{target}: cannot write the predictions ({error.strerror or error})"
-                ) from error
-        else:
-            target.write(buffer.getvalue())
+        rows = (
+            {k: f"{v:.6f}" if isinstance(v, float) else v for k, v in row.items()} for row in self
+        )
+        write_table(target, self.columns, rows)
 
     def to_pandas(self):  # pragma: no cover - pandas is optional
         import pandas as pd
 
         return pd.DataFrame(self.rows())
+
+
+def write_table(
+    target: str | os.PathLike | TextIO, columns: Sequence[str], rows: Iterable[dict]
+) -> None:
+    """Writes prediction rows as CSV to a file path (atomically) or to an open text stream."""
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=list(columns))
+    writer.writeheader()
+    writer.writerows(rows)
+    if not isinstance(target, str | os.PathLike):
+        target.write(buffer.getvalue())
+        return
+    try:
+        write_text(target, buffer.getvalue())
+    except OSError as error:
+        raise CnnlabError(
+            f"{target}: cannot write the predictions ({error.strerror or error})"
+        ) from error
 
 
 def check_finite(paths: Sequence[str], probabilities: torch.Tensor) -> None:
@@ -114,40 +135,171 @@ def collect_images(paths: Sequence[str | Path], pattern: str | None = None) -> l
     return files
 
 
-def prepare_images(model: nn.Module, files: Sequence[Path]) -> ImageDataset:
-    """Reads files and converts them to the model's channels, size and value range."""
-    images, depths = [], []
+def prepare_images(
+    model: nn.Module, files: Sequence[str | Path], *, skip_bad: bool = False
+) -> ImageDataset:
+    """Reads files and converts them to the model's channels, size and value range.
+
+    A file that cannot be read, or does not fit the model (bit depth, channels), is an error
+    naming it; with ``skip_bad`` it is left out with a warning, and listed with its reason in
+    ``dataset.meta["skipped"]`` as ``(path, reason)`` pairs.
+    """
+    inputs: list[_Input] = []
     for file in files:
-        image, depth = read_image(file)
-        images.append(image)
-        depths.append(depth)
-    trained_depth = getattr(model, "bit_depth", None)
-    if trained_depth is not None:
-        for file, depth in zip(files, depths, strict=True):
-            if depth != trained_depth:
-                raise CnnlabError(
-                    f"{file}: a {depth}-bit image, but the model learned on {trained_depth}-bit "
-                    f"images; its intensities would be misread. Convert it to {trained_depth}-bit"
-                )
-    # A type that holds every image's values exactly (float for float images, wide ints).
-    dtype = functools.reduce(torch.promote_types, (im.dtype for im in images))
-    dataset = ImageDataset(
-        images=[im.to(dtype) for im in images],
-        labels=torch.zeros(len(images), dtype=torch.int64),
-        class_names=("?",),
-        paths=tuple(str(f) for f in files),
-        name="prediction input",
-        bit_depth=max(depths),
-    )
-    converted = []
-    for file, image in zip(files, dataset.images, strict=True):
         try:
-            converted.append(convert_channels(image, model.in_chans))
+            array, depth = read_array(file)
         except CnnlabError as error:
-            raise CnnlabError(
-                f"{file}: {error}; the model takes {model.in_chans} channels"
-            ) from None
-    return dataset.replace(images=converted).resize(tuple(model.input_size))
+            if not skip_bad:
+                raise
+            inputs.append(_Input(str(file), None, 0, _reason(str(file), error)))
+            continue
+        inputs.append(_Input(str(file), array, depth))
+    return _prepare(model, inputs, skip_bad)
+
+
+def prepare_arrays(
+    model: nn.Module,
+    images: Sequence[np.ndarray | torch.Tensor],
+    names: Sequence[str],
+    bit_depths: Sequence[int] | int,
+    *,
+    skip_bad: bool = False,
+) -> ImageDataset:
+    """Images already in memory, prepared exactly as :func:`prepare_images` prepares files.
+
+    Each image is 2D ``(H, W)`` or channel-first ``(C, H, W)`` in its native dtype (``uint16``
+    for 16-bit counts, not scaled to 0..1); ``bit_depths`` gives the depth of each (or of all)
+    and is checked against the model, as a file's is. ``names`` name the images in errors and
+    in the table.
+    """
+    if not len(images):
+        raise CnnlabError("images: no images given; pass at least one")
+    if len(names) != len(images):
+        raise CnnlabError(
+            f"names: {_count(len(names), 'name')} for {_count(len(images), 'image')}; give one each"
+        )
+    depths = [bit_depths] * len(images) if isinstance(bit_depths, int) else list(bit_depths)
+    if len(depths) != len(images):
+        raise CnnlabError(
+            f"bit_depths: {_count(len(depths), 'bit depth')} for {_count(len(images), 'image')}; "
+            "give one each, or one for all"
+        )
+    inputs = []
+    for image, name, depth in zip(images, names, depths, strict=True):
+        try:
+            inputs.append(_Input(str(name), _array_of(image, str(name), depth), depth))
+        except CnnlabError as error:
+            if not skip_bad:
+                raise
+            inputs.append(_Input(str(name), None, 0, _reason(str(name), error)))
+    return _prepare(model, inputs, skip_bad)
+
+
+@dataclass(frozen=True)
+class _Input:
+    """One image on its way to the model: ``(C, H, W)`` pixels, or why it has none."""
+
+    name: str
+    array: np.ndarray | None
+    bit_depth: int
+    error: str | None = None
+
+
+def _reason(name: str, error: CnnlabError) -> str:
+    """The error without its leading ``name: ``, which the skipped list holds separately."""
+    text = str(error)
+    return text[len(name) + 2 :] if text.startswith(f"{name}: ") else text
+
+
+def _array_of(image: np.ndarray | torch.Tensor, name: str, bit_depth: int) -> np.ndarray:
+    """A 2D or channel-first image as a ``(C, H, W)`` array in the file reader's dtype."""
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu()
+        # NumPy has no bfloat16; float16 is held as float32, as a half-float file would be.
+        image = image.float() if image.dtype in (torch.bfloat16, torch.float16) else image
+        image = image.numpy()
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[np.newaxis]
+    if image.ndim != 3 or image.shape[0] not in (1, 3, 4):
+        raise CnnlabError(
+            f"{name}: an array of shape {image.shape}; give (H, W) or channel-first (C, H, W) "
+            "with 1, 3 or 4 channels"
+        )
+    if bit_depth not in BIT_DEPTHS:
+        raise CnnlabError(f"{name}: bit depth {bit_depth!r} is not one of {BIT_DEPTHS}")
+    array, _ = tensor_dtype(image[:3], name)
+    # A 16-bit array said to be 8-bit would be read at 257 times its brightness.
+    narrower = array.dtype.kind in "iu" and bit_depth < 8 * image.dtype.itemsize
+    if narrower and (high := int(array.max())) >= 1 << bit_depth:
+        raise CnnlabError(
+            f"{name}: holds values up to {high:,}, beyond {bit_depth}-bit; give its real bit depth"
+        )
+    return array
+
+
+def _prepare(model: nn.Module, inputs: list[_Input], skip_bad: bool) -> ImageDataset:
+    """Checks each image against the model, converts its channels, and resizes them all."""
+    trained_depth = getattr(model, "bit_depth", None)
+    good, skipped = [], []
+    for item in inputs:
+        if item.error is not None:
+            skipped.append((item.name, item.error))
+            continue
+        try:
+            if trained_depth is not None and item.bit_depth != trained_depth:
+                raise CnnlabError(
+                    f"{item.name}: {_a(item.bit_depth)}-bit image, but the model learned on "
+                    f"{trained_depth}-bit images; its intensities would be misread. Convert it "
+                    f"to {trained_depth}-bit"
+                )
+            try:
+                array = convert_array(item.array, model.in_chans)
+            except CnnlabError as error:
+                raise CnnlabError(
+                    f"{item.name}: {error}; the model takes {model.in_chans} channels"
+                ) from None
+        except CnnlabError as error:
+            if not skip_bad:
+                raise
+            skipped.append((item.name, _reason(item.name, error)))
+            continue
+        good.append((item, array))
+    if trained_depth is None and len({item.bit_depth for item, _ in good}) > 1:
+        # Without a depth to check against, mixed depths would be misread: refuse them all.
+        first = good[0][0]
+        other = next(item for item, _ in good if item.bit_depth != first.bit_depth)
+        raise CnnlabError(
+            f"{first.name} is {first.bit_depth}-bit but {other.name} is {other.bit_depth}-bit; "
+            "predict images of one bit depth at a time"
+        )
+    if skipped and not good:
+        name, reason = skipped[0]
+        raise CnnlabError(
+            f"none of the {_count(len(inputs), 'image')} could be used, e.g. {name}: {reason}"
+        )
+    # Arrays of their own (tensor_dtype copies), so the tensors share no caller's memory.
+    tensors = [torch.from_numpy(array) for _, array in good]
+    # A type that holds every image's values exactly (float for float images, wide ints).
+    dtype = functools.reduce(torch.promote_types, (t.dtype for t in tensors), torch.uint8)
+    dataset = ImageDataset(
+        images=[tensor.to(dtype) for tensor in tensors],
+        labels=torch.zeros(len(good), dtype=torch.int64),
+        class_names=("?",),
+        paths=tuple(item.name for item, _ in good),
+        name="prediction input",
+        bit_depth=max((item.bit_depth for item, _ in good), default=8),
+        meta={"skipped": skipped},
+    )
+    return dataset.resize(tuple(model.input_size))
+
+
+def _a(bit_depth: int) -> str:
+    return f"{'an' if bit_depth == 8 else 'a'} {bit_depth}"
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 def predict(
@@ -157,16 +309,74 @@ def predict(
     pattern: str | None = None,
     batch_size: int = INFERENCE_BATCH,
     device: str = "cpu",
+    skip_bad: bool = False,
 ) -> PredictionTable:
-    """Class probabilities for image files or folders, with a loaded cnnlab model."""
+    """Class probabilities for image files or folders, with a loaded cnnlab model.
+
+    With ``skip_bad``, files that cannot be read or do not fit the model (bit depth,
+    channels), and images for which it gives no finite probabilities, are left out: each is
+    named in a warning, a last warning counts them, and ``table.skipped`` lists them with
+    their reasons. Without it, the first such file is an error naming it.
+    """
     if isinstance(paths, str | Path):
         paths = [paths]
+    files = collect_images(paths, pattern)
+    dataset = prepare_images(model, files, skip_bad=skip_bad)
+    return _classify(model, dataset, len(files), "file", batch_size, device, skip_bad)
+
+
+def predict_arrays(
+    model: nn.Module,
+    images: Sequence[np.ndarray | torch.Tensor],
+    names: Sequence[str],
+    bit_depths: Sequence[int] | int,
+    *,
+    batch_size: int = INFERENCE_BATCH,
+    device: str = "cpu",
+    skip_bad: bool = False,
+) -> PredictionTable:
+    """Class probabilities for images in memory, e.g. crops cut from a field.
+
+    Images are 2D or channel-first arrays (or tensors) in their native dtype, with their bit
+    depths, prepared exactly as :func:`predict` prepares files (see :func:`prepare_arrays`);
+    the table's ``paths`` are ``names``.
+    """
+    dataset = prepare_arrays(model, images, names, bit_depths, skip_bad=skip_bad)
+    return _classify(model, dataset, len(images), "image", batch_size, device, skip_bad)
+
+
+def _classify(
+    model: nn.Module,
+    dataset: ImageDataset,
+    total: int,
+    what: str,
+    batch_size: int,
+    device: str,
+    skip_bad: bool,
+) -> PredictionTable:
     class_names = tuple(getattr(model, "class_names", ()))
     if len(class_names) != model.num_classes:
         class_names = tuple(str(i) for i in range(model.num_classes))
-    files = collect_images(paths, pattern)
-    dataset = prepare_images(model, files)
     probabilities = predict_proba(model, dataset.images, batch_size=batch_size, device=device)
+    skipped = list(dataset.meta["skipped"])
+    finite = torch.isfinite(probabilities).all(dim=1)
+    if skip_bad and not bool(finite.all()):
+        for i in (~finite).nonzero()[:, 0].tolist():
+            reason = "the model gives no finite class probabilities for this image"
+            skipped.append((dataset.paths[i], reason))
+        if not bool(finite.any()):
+            raise CnnlabError(
+                f"none of the {_count(total, what)} could be used, e.g. {skipped[0][0]}: "
+                f"{skipped[0][1]}"
+            )
+        dataset, probabilities = dataset.select(finite.nonzero()[:, 0]), probabilities[finite]
     check_finite(dataset.paths, probabilities)
+    for name, reason in skipped:
+        warnings.warn(f"skipped {name}: {reason}", stacklevel=3)
+    if skipped:
+        shown = ", ".join(name for name, _ in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+        warnings.warn(f"skipped {len(skipped)} of {_count(total, what)}: {shown}", stacklevel=3)
     predicted = tuple(class_names[i] for i in probabilities.argmax(1).tolist())
-    return PredictionTable(dataset.paths, predicted, probabilities.cpu(), class_names)
+    return PredictionTable(
+        dataset.paths, predicted, probabilities.cpu(), class_names, tuple(skipped)
+    )

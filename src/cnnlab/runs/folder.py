@@ -64,6 +64,11 @@ def partial_of(out: Path) -> Path:
     return out.parent / f".{out.name}.partial"
 
 
+def is_partial(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names the hidden folder of a run that is not finished yet."""
+    return _PARTIAL.match(Path(path).name) is not None
+
+
 def _replaced_of(out: Path) -> Path:
     return out.parent / f".{out.name}.replaced"
 

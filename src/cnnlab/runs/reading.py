@@ -34,6 +34,7 @@ def data_spec(config: dict) -> DataSpec:
         seed=int(config.get("train", {}).get("seed", 0)),
         skip_bad=bool(config.get("skip_bad")),
         cache=bool(config.get("cache", True)),
+        convert_bit_depth=bool(config.get("convert_bit_depth")),
     )
 
 

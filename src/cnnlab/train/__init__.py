@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cnnlab.train.callbacks import Callback, CSVLogger, EarlyStopping, ProgressBar, TrainContext
 from cnnlab.train.config import TrainConfig
+from cnnlab.train.freeze import freeze
 from cnnlab.train.loop import History, fit
 
 __all__ = [
@@ -15,4 +16,5 @@ __all__ = [
     "TrainConfig",
     "TrainContext",
     "fit",
+    "freeze",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +39,7 @@ from cnnlab.train.checkpoint import (
     save_checkpoint,
 )
 from cnnlab.train.config import TrainConfig
+from cnnlab.train.freeze import frozen_norms
 from cnnlab.train.optim import Schedule, build_optimizer, initialize
 
 
@@ -177,6 +178,7 @@ def fit(
     normalizer: Normalizer | None = None,
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
+    initial_state: Mapping[str, torch.Tensor] | None = None,
     **options: object,
 ) -> History:
     """Train ``model`` on ``train``, validating on ``valid`` after every epoch.
@@ -188,6 +190,10 @@ def fit(
     and ``resume=True`` continues from it, reproducing the uninterrupted run bit for bit (same
     seed, same thread count); a state saved after the last epoch only restores the best weights,
     and with no state saved yet, training starts from the beginning.
+    ``initial_state`` holds weights to start from instead of the initializer's (a fine-tuning
+    source's); the tensors it lacks, such as a re-made head, keep their seeded initialization.
+    Parameters that do not require gradients are not trained, and batch-norm layers whose
+    parameters are all frozen keep their running statistics too (:func:`frozen_norms`).
     At the end the model holds the weights of its best epoch (lowest validation loss, or the
     config's ``monitor``); the returned :class:`History` says which epoch that was.
     """
@@ -212,6 +218,8 @@ def fit(
         normalizer = normalizer or fit_normalizer(train, config.normalize)
         model.standardize.set_statistics(normalizer.mean, normalizer.std)
         initialize(model, config.init, config.init_sigma)
+        if initial_state is not None:
+            _start_from(model, initial_state)
     model.to(device)
     x_train, y_train = train.images.to(device), train.labels.to(device)
     x_valid = valid.images.to(device) if valid is not None else None
@@ -254,12 +262,15 @@ def fit(
     hooks.set_context(context)
     hooks("on_fit_start", {"epoch": first_epoch})
     track_loss = hooks.wants("on_batch_end") or device.type == "cpu"
+    frozen = frozen_norms(model)
     with _training_layout(model, device) as memory_format:
         for epoch in range(first_epoch, last_epoch + 1):
             context.epoch = epoch
             hooks("on_epoch_start", {"epoch": epoch})
             epoch_start = time.perf_counter()
             model.train()
+            for norm in frozen:  # see freeze(): frozen features keep their statistics too
+                norm.eval()
             order = torch.randperm(n, generator=generator).to(device)
             loss_sum = torch.zeros((), dtype=torch.float64, device=device)
             correct = torch.zeros((), dtype=torch.int64, device=device)
@@ -332,6 +343,15 @@ def fit(
     last = history.rows[-1]["epoch"] if history.rows else None
     history.kept_epoch = history.best_epoch if config.keep == "best" else last
     return history
+
+
+def _start_from(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Loads ``state`` into ``model``; only tensors of the model's own may be left out."""
+    missing, unexpected = model.load_state_dict(dict(state), strict=False)
+    if unexpected:
+        raise CnnlabError(f"the starting weights hold {unexpected[0]}, which the model lacks")
+    if missing and not all(key.startswith("head.") for key in missing):
+        raise CnnlabError(f"the starting weights lack {missing[0]}; only the head may be re-made")
 
 
 @contextmanager

@@ -21,6 +21,9 @@ from cnnlab.train.config import TrainConfig
 from cnnlab.train.flags import DATA, RUN, TRAINING, Flag, flag
 
 VALID_ON = ("valid", "test")
+#: The network of a run that names none and starts from no other run.
+DEFAULT_MODEL = "lenet5"
+FREEZE = ("none", "features")
 
 
 @dataclass
@@ -101,8 +104,19 @@ class RunConfig:
         default=True,
         metadata=flag("do not cache decoded folder images", DATA, negative="--no-cache"),
     )
-    model: str = field(
-        default="lenet5", metadata=flag("network name (see 'cnnlab models') [lenet5]", TRAINING)
+    convert_bit_depth: bool = field(
+        default=False,
+        metadata=flag(
+            "scale images of smaller bit depths to the largest (8-bit x257 to 16-bit) instead of "
+            "refusing a dataset of mixed bit depths",
+            DATA,
+        ),
+    )
+    model: str | None = field(
+        default=None,
+        metadata=flag(
+            "network name (see 'cnnlab models') [lenet5, or the --init-from source's]", TRAINING
+        ),
     )
     model_option: list[str] = field(
         default_factory=list,
@@ -112,6 +126,24 @@ class RunConfig:
             TRAINING,
             repeat=True,
             metavar="KEY=VALUE",
+        ),
+    )
+    init_from: str | None = field(
+        default=None,
+        metadata=flag(
+            "start from the weights of a finished run or saved model folder (same network; "
+            "its head is re-made when the classes differ)",
+            TRAINING,
+            metavar="RUN",
+        ),
+    )
+    freeze: str = field(
+        default="none",
+        metadata=flag(
+            "features: train only the head, the feature layers' weights and batch-norm "
+            "statistics frozen (with --init-from: features + small classifier)",
+            TRAINING,
+            choices=FREEZE,
         ),
     )
     out: str | None = field(
@@ -191,6 +223,7 @@ class RunConfig:
             seed=self.train.seed,
             skip_bad=self.skip_bad,
             cache=self.cache,
+            convert_bit_depth=self.convert_bit_depth,
         )
 
     def to_dict(self) -> dict:
@@ -251,6 +284,10 @@ def load_toml(path: str | Path) -> dict:
         flat["data"] = [
             d if d in BUILTIN_DATA else str(path.parent / Path(d).expanduser()) for d in folders
         ]
+    if isinstance(flat.get("init_from", flat.get("init-from")), str):
+        # A source run in a config file is relative to the file too.
+        key = "init_from" if "init_from" in flat else "init-from"
+        flat[key] = str(path.parent / Path(flat[key]).expanduser())
     # Checked on its own, so that a bad value is blamed on the file even where a flag
     # overrides it.
     try:
@@ -280,8 +317,12 @@ def check_run_options(config: RunConfig) -> None:
         isinstance(config.plane, bool) or not isinstance(config.plane, int) or config.plane < 0
     ):
         fail("plane", config.plane, "must be a plane number, 0 or more")
-    if not isinstance(config.model, str):
+    if config.model is not None and not isinstance(config.model, str):
         fail("model", config.model, "give a network name (see 'cnnlab models')")
+    if config.init_from is not None and not isinstance(config.init_from, str):
+        fail("init-from", config.init_from, "give a finished run or model folder")
+    if config.freeze not in FREEZE:
+        fail("freeze", config.freeze, f"choose one of {', '.join(FREEZE)}")
     if config.out is not None and not isinstance(config.out, str):
         fail("out", config.out, "give a folder name")
     if not all(isinstance(spec, str) for spec in config.augment):
@@ -296,7 +337,8 @@ def check_run_options(config: RunConfig) -> None:
         isinstance(item, str) for item in config.model_option
     ):
         fail("model-option", config.model_option, "give KEY=VALUE, e.g. kernel=3")
-    for option in ("equalize", "overwrite", "skip_bad", "cache", "tensorboard", "report", "quiet"):
+    switches = ("equalize", "overwrite", "skip_bad", "cache", "convert_bit_depth")
+    for option in (*switches, "tensorboard", "report", "quiet"):
         value = getattr(config, option)
         if not isinstance(value, bool):
             fail(option.replace("_", "-"), value, "must be true or false")

@@ -26,15 +26,16 @@ from cnnlab.data.augment import augment, parse_specs
 from cnnlab.data.sources import load_split
 from cnnlab.data.split import Split, balance_warnings, format_class_table, write_manifest
 from cnnlab.errors import CnnlabError, RunInterrupted, TrainingDiverged, describe_os_error
-from cnnlab.evaluate import evaluate_subsets, format_metrics
-from cnnlab.export.saved import save_model
 from cnnlab.files import read_json, write_json
 from cnnlab.models import create_model, model_info, parse_model_options
 from cnnlab.runs import folder as runs
-from cnnlab.runs.reading import headline_subset, load_run_split
+from cnnlab.runs.reading import load_run_split
+from cnnlab.train import finetune
 from cnnlab.train.callbacks import CSVLogger, ProgressBar
 from cnnlab.train.checkpoint import read_checkpoint_meta
-from cnnlab.train.loop import History, fit, fit_normalizer, resolve_device
+from cnnlab.train.finish import finish_run, format_subset_table, print_result, write_run_report
+from cnnlab.train.freeze import freeze
+from cnnlab.train.loop import fit, fit_normalizer, resolve_device
 from cnnlab.train.options import (
     RunConfig,
     check_run_options,
@@ -46,6 +47,8 @@ from cnnlab.version import __version__
 
 __all__ = [
     "RunConfig",
+    "finish_run",
+    "format_subset_table",
     "load_toml",
     "parse_size",
     "parse_split",
@@ -61,21 +64,26 @@ def run_training(config: RunConfig, callbacks: Sequence[object] = ()) -> Path:
 
     Every option, the data and the model are checked before anything is written, so a typo
     never leaves a folder behind, and never touches a run that ``overwrite`` would replace:
-    the new run replaces the old one only once it is complete.
+    the new run replaces the old one only once it is complete. With ``init_from`` the run
+    starts from another run's weights (see :mod:`cnnlab.train.finetune`).
     """
     check_run_options(config)
+    config, source = finetune.resolve(config)
     check_options(config)
     if config.out is not None:  # fail fast; checked again under the lock below
         runs.check_target(runs.target_of(config.out), config.overwrite)
     warm_up_optimizers()
     split = load_split(config.data_spec())
     model = _build_model(config, split)
+    start = finetune.starting_point(source, model, split) if source else None
     with ExitStack() as held:
         out = _claim_out_folder(config, held)
         runs.check_target(out, config.overwrite)
         config = dataclasses.replace(config, out=str(out))
         partial = runs.begin(out)
-        return _execute(config, out, partial, split, model, resume=False, callbacks=callbacks)
+        return _execute(
+            config, out, partial, split, model, resume=False, callbacks=callbacks, start=start
+        )
 
 
 def check_options(config: RunConfig) -> None:
@@ -121,14 +129,17 @@ def _claim_out_folder(config: RunConfig, held: ExitStack) -> Path:
 
 
 def _build_model(config: RunConfig, split: Split) -> torch.nn.Module:
+    """The run's network for ``split``, with what ``--freeze`` names frozen (resumes too)."""
     reference = split.train
-    return create_model(
+    model = create_model(
         config.model,
         in_chans=reference.channels,
         num_classes=reference.num_classes,
         input_size=reference.image_size,
         **parse_model_options(config.model_option, config.model),
     )
+    freeze(model, config.freeze)
+    return model
 
 
 def warm_up_optimizers() -> threading.Thread:
@@ -172,10 +183,10 @@ def resume_training(
             # Everything was written; at most the report and the move into place were cut short.
             saved = _read_config(partial)
             if saved.report and not (partial / "report.html").exists():
-                _write_report(partial)
+                write_run_report(partial)
             runs.complete(partial, out, saved.overwrite)
             if epochs is None:
-                _print_result(out, quiet)
+                print_result(out, quiet)
                 return out
         if not runs.is_finished(out):
             what = "no such run folder" if not out.exists() else "no interrupted run to resume"
@@ -257,6 +268,7 @@ def _execute(
     model: torch.nn.Module,
     resume: bool,
     callbacks: Sequence[object],
+    start: finetune.Start | None = None,
 ) -> Path:
     """Runs in ``partial`` and moves the result to ``out``; on failure keeps what can resume.
 
@@ -264,7 +276,7 @@ def _execute(
     again), is removed; anything else keeps the partial folder, and the error says how to go on.
     """
     try:
-        _run(config, partial, split, model, resume, callbacks)
+        _run(config, partial, split, model, resume, callbacks, start)
         runs.complete(partial, out, config.overwrite)
     except KeyboardInterrupt:
         if not resume and not runs.is_run_folder(partial):
@@ -285,7 +297,7 @@ def _execute(
                 f"{error}; the run so far is kept: {_resume_hint(out, partial)}"
             ) from error
         raise
-    _print_result(out, config.quiet)
+    print_result(out, config.quiet)
     return out
 
 
@@ -305,15 +317,27 @@ def _run(
     model: torch.nn.Module,
     resume: bool,
     callbacks: Sequence[object],
+    start: finetune.Start | None,
 ) -> None:
-    """Trains and finishes the run in ``folder``, the run's partial folder."""
+    """Trains and finishes the run in ``folder``, the run's partial folder.
+
+    A fine-tuning run's starting weights are copied into the folder before its ``config.json``
+    (a resumed run takes them from there, never from the source again).
+    """
     out = config.out
     if not config.quiet:
         print(f"cnnlab: run folder {out}", flush=True)
         print(format_class_table(split), flush=True)
     for problem in balance_warnings(split):
         warnings.warn(problem, stacklevel=2)
-    normalizer = fit_normalizer(split.train, config.train.normalize)
+    if resume:
+        start = finetune.saved_start(folder)
+    elif start is not None:
+        finetune.save_start(folder / runs.CHECKPOINTS, start)
+    if start is not None:
+        normalizer = start.normalizer()
+    else:
+        normalizer = fit_normalizer(split.train, config.train.normalize)
     train = split.train
     if config.augment:
         # On a GPU the augmented copies are made there, from images moved to it once.
@@ -326,7 +350,9 @@ def _run(
         write_manifest(split, folder / "split.csv")
     # Rewritten on resume too: a finished run trained further records its new epoch count
     # before it trains, in its partial copy, so that resuming that goes on to the same end.
-    write_json(folder / runs.CONFIG, _describe(config, split))
+    write_json(
+        folder / runs.CONFIG, _describe(config, split, finetune.describe(start, model, config))
+    )
 
     hooks: list[object] = [] if config.quiet else [ProgressBar(sys.stderr)]
     hooks.append(CSVLogger(folder / "history.csv"))
@@ -348,102 +374,17 @@ def _run(
         normalizer=normalizer,
         checkpoint_dir=folder / runs.CHECKPOINTS,
         resume=resume,
+        initial_state=start.state if start is not None else None,
     )
     finish_run(folder, model, config, split, history)
     if config.report:
-        _write_report(folder, model=model, split=split)
+        write_run_report(folder, model=model, split=split)
 
 
-def finish_run(
-    folder: Path, model: torch.nn.Module, config: RunConfig, split: Split, history: History
-) -> dict:
-    """Evaluates every subset, saves the model and metrics, and marks the run finished.
-
-    ``run.json`` is written last: a folder holding it holds everything but the report, which
-    is made from these files.
-    """
-    # ``split.train`` is the training set before augmentation: the one a user reports on.
-    metrics = evaluate_subsets(
-        model, {"train": split.train, "valid": split.valid, "test": split.test}
-    )
-    write_json(folder / "metrics.json", metrics)
-    save_model(
-        model,
-        folder,
-        split.train.class_names,
-        bit_depth=split.train.bit_depth,
-        training={
-            "run": config.to_dict(),
-            "best_epoch": history.best_epoch,
-            "kept_epoch": history.kept_epoch,
-        },
-    )
-    write_json(
-        folder / runs.FINISHED,
-        {
-            "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "epochs_run": len(history.rows),
-            "best_epoch": history.best_epoch,
-            "kept_epoch": history.kept_epoch,
-            "stop_reason": history.stop_reason,
-            "train_seconds": round(history.seconds, 3),
-        },
-    )
-    return metrics
-
-
-def _write_report(folder: Path, **loaded: object) -> None:
-    """The HTML report; the run is saved already, so a failure warns and loses nothing."""
-    try:
-        from cnnlab.inspect.report import write_report
-
-        write_report(folder, **loaded)
-    except Exception as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-        warnings.warn(f"no HTML report ({reason})", stacklevel=2)
-
-
-def _print_result(out: Path, quiet: bool) -> None:
-    """The run's results on stdout: the headline metrics, the subset table, the final line."""
-    metrics = read_json(out / "metrics.json", "metrics")
-    finished = read_json(out / runs.FINISHED, "run record")
-    subset = headline_subset(metrics)
-    final = metrics[subset]
-    if not quiet:
-        print(format_metrics(final, title=f"{subset} ({final['n']} images)"))
-        print(format_subset_table(metrics))
-        if (out / "report.html").exists():
-            print(f"cnnlab: report {out / 'report.html'}")
-    low, high = final["accuracy_ci"]
-    best, kept = finished["best_epoch"], finished.get("kept_epoch", finished["best_epoch"])
-    epochs = f"best epoch {best}" + ("" if kept == best else f", kept the last, {kept}")
-    print(
-        f"cnnlab: {subset} accuracy {final['accuracy']:.2%} "
-        f"(95% CI {low:.2%}-{high:.2%}), {epochs}, "
-        f"{finished['train_seconds']:.1f}s training; results in {out}",
-        flush=True,
-    )
-
-
-def format_subset_table(metrics: dict[str, dict]) -> str:
-    """One line per subset: size, loss, accuracy with its interval, kappa and macro F1."""
-    lines = [
-        f"{'subset':<7} {'n':>7} {'loss':>8} {'accuracy':>9} {'95% CI':>17} "
-        f"{'kappa':>7} {'macro F1':>9}"
-    ]
-    for name, m in metrics.items():
-        low, high = m["accuracy_ci"]
-        f1 = "" if m.get("macro_f1") is None else f"{m['macro_f1']:.4f}"
-        kappa = "" if m.get("kappa") is None else f"{m['kappa']:.4f}"
-        lines.append(
-            f"{name:<7} {m['n']:>7} {m['loss']:>8.4f} {m['accuracy']:>9.4f} "
-            f"{f'{low:.4f}-{high:.4f}':>17} {kappa:>7} {f1:>9}"
-        )
-    return "\n".join(lines)
-
-
-def _describe(config: RunConfig, split: Split) -> dict:
+def _describe(config: RunConfig, split: Split, init: dict | None) -> dict:
     described = config.to_dict()
+    if init is not None:
+        described["init"] = init
     reference = split.train
     described["resolved"] = {
         "class_names": list(reference.class_names),
@@ -460,6 +401,7 @@ def _describe(config: RunConfig, split: Split) -> dict:
 def _read_config(folder: Path) -> RunConfig:
     data = runs.read_config(folder)
     data.pop("resolved", None)
+    data.pop("init", None)
     train = data.pop("train")
     data.pop("out", None)
     return RunConfig.from_options({**data, **train})

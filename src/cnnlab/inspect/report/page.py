@@ -84,6 +84,7 @@ def render(report: ReportContext) -> str:
             title=report.title(),
             css=stylesheet(),
             data_line=data_line(report),
+            provenance=provenance_line(report),
             finished=when,
             run_name=target_of(report.run.path).name,
             tiles=header_tiles(report),
@@ -103,6 +104,29 @@ def data_line(report: ReportContext) -> str:
     if resolved.get("bit_depth"):
         line += f" · {resolved['bit_depth']}-bit"
     return line
+
+
+def provenance_line(report: ReportContext) -> str | None:
+    """Where a fine-tuned run's weights came from, what was re-made and what was frozen.
+
+    ``run.json`` and ``config.json`` both hold the ``init`` record the run wrote when it
+    started; None for a run trained from scratch with nothing frozen.
+    """
+    init = report.run.run.get("init") or report.run.config.get("init")
+    if not isinstance(init, dict):
+        return None
+    frozen = init.get("frozen") == "features"
+    if not init.get("from"):
+        return "Features frozen at their random initial values; only the head trained"
+    digest = str(init.get("weights_sha256") or "?")
+    parts = [f"Weights initialised from {init['from']} (sha256 {digest[:12]}…)"]
+    classes = init.get("classes") or []
+    if init.get("head") == "re-made":
+        parts.append(f"head re-made for {len(classes)} classes")
+    else:
+        parts.append(f"head kept for the same {len(classes)} classes")
+    parts.append("features frozen" if frozen else "all layers trained")
+    return ", ".join(parts)
 
 
 def header_tiles(report: ReportContext) -> list[Tile]:

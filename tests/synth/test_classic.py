@@ -1,20 +1,22 @@
-"""Tests for the synthetic phase-contrast bacteria generator.
+"""Tests for the classic synthetic look (style ``classic``), kept unchanged beside the lab look.
 
 The images are checked against what a phase-contrast crop is (16-bit counts on a bright
 background, dark cells, Poisson shot noise) with SciPy as the independent image-processing
-reference, and the dataset against the course's layout and the safety rules of the CLI.
+reference, and the files against SHA-256 digests of files written before the lab look existed.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 
-from cnnlab.data.synth import CLASSES, MANIFEST_NAME, gaussian_blur, render_crop, synth_bacteria
 from cnnlab.errors import CnnlabError
+from cnnlab.synth import CLASSES, render_crop, synth_bacteria
+from cnnlab.synth.render import gaussian_blur
 
 ndimage = pytest.importorskip("scipy.ndimage")
 
@@ -24,7 +26,7 @@ PER_CLASS = 20
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
     out = tmp_path_factory.mktemp("synth") / "bacteria"
-    counts = synth_bacteria(out, per_class=PER_CLASS, seed=3)
+    counts = synth_bacteria(out, per_class=PER_CLASS, seed=3, min_size=20, style="classic")
     return out, counts
 
 
@@ -49,19 +51,6 @@ def _is_flat(image: np.ndarray) -> bool:
     return bool(_flattened(image).min() > 0.9)
 
 
-def test_layout_counts_and_names(dataset: tuple[Path, dict[str, int]]) -> None:
-    out, counts = dataset
-    assert counts == dict.fromkeys(CLASSES, PER_CLASS)
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(CLASSES)
-    for name in CLASSES:
-        files = sorted((out / name).iterdir())
-        assert len(files) == PER_CLASS
-        for path in files:
-            assert path.suffix == ".tif"
-            assert " " in path.name and "=" in path.name and path.name.count(".") >= 2
-            assert path.name.startswith("roi ")
-
-
 def test_crops_are_16_bit_with_bright_background(dataset: tuple[Path, dict[str, int]]) -> None:
     out, _ = dataset
     for name in CLASSES:
@@ -81,13 +70,17 @@ def test_files_carry_imagej_metadata(dataset: tuple[Path, dict[str, int]]) -> No
 
 
 def test_sizes_within_range_and_varying(tmp_path: Path) -> None:
-    counts = synth_bacteria(tmp_path / "d", per_class=15, seed=1, min_size=24, max_size=40)
+    counts = synth_bacteria(
+        tmp_path / "d", per_class=15, seed=1, min_size=24, max_size=40, style="classic"
+    )
     assert sum(counts.values()) == 60
     shapes = [img.shape for name in CLASSES for img in _crops(tmp_path / "d", name)]
     assert all(24 <= side <= 40 for shape in shapes for side in shape)
     assert len(set(shapes)) > 10
     assert max(max(s) / min(s) for s in shapes) <= 1.2  # square or slightly rectangular
-    fixed = synth_bacteria(tmp_path / "f", per_class=2, seed=1, min_size=30, max_size=30)
+    fixed = synth_bacteria(
+        tmp_path / "f", per_class=2, seed=1, min_size=30, max_size=30, style="classic"
+    )
     assert fixed["rien"] == 2
     assert {img.shape for img in _crops(tmp_path / "f", "groups")} == {(30, 30)}
 
@@ -160,83 +153,56 @@ def test_classes_are_distinguishable_by_dark_area(dataset: tuple[Path, dict[str,
     assert means["rien"] < means["1cell"] < means["2cell"] < means["groups"], means
 
 
-def test_same_seed_same_bytes_and_prefix_stability(tmp_path: Path) -> None:
-    synth_bacteria(tmp_path / "a", per_class=4, seed=7)
-    synth_bacteria(tmp_path / "b", per_class=4, seed=7)
-    synth_bacteria(tmp_path / "c", per_class=4, seed=8)
-    synth_bacteria(tmp_path / "small", per_class=2, seed=7)
-    for name in CLASSES:
-        a = {p.name: p.read_bytes() for p in (tmp_path / "a" / name).iterdir()}
-        b = {p.name: p.read_bytes() for p in (tmp_path / "b" / name).iterdir()}
-        c = {p.name: p.read_bytes() for p in (tmp_path / "c" / name).iterdir()}
-        small = {p.name: p.read_bytes() for p in (tmp_path / "small" / name).iterdir()}
-        assert a == b
-        assert set(a.values()).isdisjoint(c.values())
-        assert small.items() <= a.items()  # more images per class keep the first ones
-
-
-def test_render_crop_is_deterministic_and_checked() -> None:
-    first = render_crop("2cell", (33, 41), np.random.default_rng(5))
-    again = render_crop("2cell", (33, 41), np.random.default_rng(5))
-    assert first.shape == (33, 41) and first.dtype == np.uint16
-    np.testing.assert_array_equal(first, again)
-    with pytest.raises(CnnlabError, match="kind"):
-        render_crop("3cell", (32, 32), np.random.default_rng(0))
-    with pytest.raises(CnnlabError, match="size"):
-        render_crop("1cell", (4, 32), np.random.default_rng(0))
-
-
-def test_refuses_non_empty_out_and_overwrite_keeps_user_files(tmp_path: Path) -> None:
-    out = tmp_path / "data"
-    out.mkdir()
-    (out / "notes.txt").write_text("mine")
-    with pytest.raises(CnnlabError, match=r"not empty.*--overwrite"):
-        synth_bacteria(out, per_class=2)
-    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
-
-    synth_bacteria(out, per_class=3, overwrite=True)
-    (out / "rien" / "my own crop.tif").write_bytes(b"user data")
-    counts = synth_bacteria(out, per_class=2, seed=1, overwrite=True)
-    assert counts == dict.fromkeys(CLASSES, 2)
-    assert (out / "notes.txt").read_text() == "mine"
-    assert (out / "rien" / "my own crop.tif").read_bytes() == b"user data"
-    for name in CLASSES:
-        generated = [p for p in (out / name).iterdir() if p.name.startswith("roi ")]
-        assert len(generated) == 2  # the third crop of the first run is gone
-    assert len((out / MANIFEST_NAME).read_text().split("\n")) == 4 * 2 + 1
-
-
-def test_empty_existing_folder_is_accepted(tmp_path: Path) -> None:
-    (tmp_path / "empty").mkdir()
-    assert synth_bacteria(tmp_path / "empty", per_class=1)["1cell"] == 1
-
-
-@pytest.mark.parametrize(
-    ("options", "named"),
-    [
-        ({"per_class": 0}, "per_class"),
-        ({"min_size": 7}, "min_size"),
-        ({"min_size": 50, "max_size": 40}, "min_size"),
-        ({"max_size": 5000}, "max_size"),
-        ({"seed": -1}, "seed"),
-        ({"per_class": 2.5}, "per_class"),
-    ],
-)
-def test_option_validation(tmp_path: Path, options: dict, named: str) -> None:
-    with pytest.raises(CnnlabError, match=named):
-        synth_bacteria(tmp_path / "out", **options)
-    assert not (tmp_path / "out").exists()
-
-
-def test_out_that_is_a_file_is_refused(tmp_path: Path) -> None:
-    target = tmp_path / "file.txt"
-    target.write_text("x")
-    with pytest.raises(CnnlabError, match="not a folder"):
-        synth_bacteria(target, per_class=1, overwrite=True)
-
-
 @pytest.mark.parametrize("sigma", [0.8, 1.3, 2.5])
 def test_gaussian_blur_matches_scipy(sigma: float) -> None:
     image = np.random.default_rng(0).normal(size=(23, 31)) * 1000 + 30_000
     expected = ndimage.gaussian_filter(image, sigma, mode="mirror", truncate=4.0)
     np.testing.assert_allclose(gaussian_blur(image, sigma), expected, rtol=1e-12, atol=1e-8)
+
+
+# SHA-256 of the files written by the generator before the lab look was added
+# (``synth_bacteria(out, per_class=2, seed=5, min_size=20, max_size=48)``, then the default).
+CLASSIC_SHA256 = {
+    "1cell/roi 0 - 6_1354.nd2 - C=0.tif": (
+        "05edeac4db100c93bebcd13e68fb83404e3a1fe7d59663b206530f79b958e83e"
+    ),
+    "1cell/roi 1 - 4_1354-001.nd2 - C=0.tif": (
+        "c357cfc1f99b843551dac012786f19b4beeeea413b29d93a090afa1f33be28b0"
+    ),
+    "2cell/roi 0 - 7_1354.nd2 - C=0.tif": (
+        "fdf5fc0e4b832fb84cf0761dc8422c2b52897e487ce8f33403c66aa129b0e2ce"
+    ),
+    "2cell/roi 1 - 1_1354-001.nd2 - C=0.tif": (
+        "5c47fc473ae3fbff806afaec9f77fbee73baed0a52f1e798715b9820fdb49aeb"
+    ),
+    "groups/roi 0 - 1_1354.nd2 - C=0.tif": (
+        "cc9e219d4ce73fcfe76f082d038013b6de09dd70c9705e3a845e701cbda3a11b"
+    ),
+    "groups/roi 1 - 2_1354-001.nd2 - C=0.tif": (
+        "3987f002118f0761730caa8ee2f7e34ef0a42973e51e49b81868df8578f11ce7"
+    ),
+    "rien/roi 0 - 4_1354.nd2 - C=0.tif": (
+        "4ef047787bd88bec550942b72cc73bf0b9c0b693f3c7be5766044caf4b2f5cd0"
+    ),
+    "rien/roi 1 - 4_1354.nd2 - C=0.tif": (
+        "f530d1f0669cd3dbb33b5e19a412de799ff9776dda9f1a7b0997414aaa9e905d"
+    ),
+}
+
+
+def test_classic_files_are_byte_identical_to_the_first_generator(tmp_path: Path) -> None:
+    synth_bacteria(tmp_path, per_class=2, seed=5, min_size=20, max_size=48, style="classic")
+    written = {
+        str(path.relative_to(tmp_path)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(tmp_path.glob("*/*.tif"))
+    }
+    assert written == CLASSIC_SHA256
+
+
+def test_render_crop_classic_needs_a_size() -> None:
+    first = render_crop("2cell", (33, 41), np.random.default_rng(5), style="classic")
+    again = render_crop("2cell", (33, 41), np.random.default_rng(5), style="classic")
+    assert first.shape == (33, 41) and first.dtype == np.uint16
+    np.testing.assert_array_equal(first, again)
+    with pytest.raises(CnnlabError, match="size"):
+        render_crop("1cell", None, np.random.default_rng(0), style="classic")

@@ -1,86 +1,30 @@
-"""Synthetic phase-contrast bacteria crops in the layout of the course's real data.
+"""The first synthetic look (style ``classic``): thin sharp rods in a crop of a drawn size.
 
-The course classifies 16-bit TIFF crops of *E. coli*-like bacteria into four folders (``1cell``,
-``2cell``, ``groups``, ``rien``), but those images are not public. This module renders look-alikes
-so that every step of cnnlab (16-bit loading, file names with spaces and several dots, crops of
-varying size, training, inspection) can be exercised and taught without the real data.
+Kept unchanged, byte for byte, so that datasets and figures made before the lab look can be
+remade. It renders an imaging model rather than a drawing:
 
-Each crop is an imaging model rather than a drawing, because the point is to reproduce the
-properties a CNN has to cope with on real phase-contrast images:
-
-* a bright, uneven background (20,000-40,000 counts, a random tilt plus broad blobs, like uneven
-  illumination),
+* a bright, uneven background (20,000-40,000 counts, a random tilt plus broad blobs),
 * dark rod-shaped cells (spherocylinders rasterized from signed-distance functions, 40-60 % of
   the local background) surrounded by the bright phase-contrast halo,
 * optical blur (Gaussian point-spread function), photon shot noise and camera read noise,
-* any orientation and a crop size that varies from image to image.
+* any orientation and a crop size drawn uniformly between two limits.
 
-Everything is vectorized NumPy on a coordinate grid (no per-pixel loops) and driven by a
-``numpy.random.Generator``: one child generator per image, keyed by the seed, the class and the
-image index, so the same seed gives byte-identical files and asking for more images per class
-keeps the first ones unchanged.
+Real crops look different (fat soft ovals, tight framing, a brighter background): see
+:mod:`cnnlab.synth.lab`.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
-import tifffile
 
-from cnnlab.errors import CnnlabError
-
-CLASSES = ("1cell", "2cell", "groups", "rien")
+from cnnlab.synth.render import capsule_sdf as _capsule_sdf
+from cnnlab.synth.render import gaussian_blur
 
 #: Crop side (pixels) for which the native cell sizes below were chosen; crops of other sizes
 #: scale the cells gently so that small crops are not filled by a single cell.
 _REFERENCE_SIDE = 48.0
-#: Largest crop side accepted, so that a typo cannot ask for gigabytes of images.
-MAX_CROP_SIDE = 1024
-#: Written in ``out`` to remember which files this module created, so that ``overwrite`` can
-#: remove exactly those (a smaller rerun must not leave stale crops behind) and nothing else.
-MANIFEST_NAME = ".cnnlab-synth-manifest.txt"
-_STACKS = ("1354", "1354-001")
-
-
-# --------------------------------------------------------------------------------- helpers
-def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Blur a 2D float image with a Gaussian of standard deviation ``sigma`` pixels.
-
-    Separable: one 1D convolution along each axis, each written as a weighted sum of shifted
-    views of a mirror-padded array (a loop over kernel taps, never over pixels). The kernel and
-    the ``reflect`` padding match ``scipy.ndimage.gaussian_filter(..., mode="mirror")``, so the
-    generator needs no SciPy at runtime.
-    """
-    if sigma <= 0:
-        return image.astype(np.float64, copy=True)
-    radius = int(4.0 * sigma + 0.5)
-    taps = np.arange(-radius, radius + 1, dtype=np.float64)
-    kernel = np.exp(-0.5 * (taps / sigma) ** 2)
-    kernel /= kernel.sum()
-    out = image.astype(np.float64, copy=False)
-    for axis in (0, 1):
-        pad = [(0, 0), (0, 0)]
-        pad[axis] = (radius, radius)
-        padded = np.pad(out, pad, mode="reflect")
-        length = out.shape[axis]
-        blurred = np.zeros_like(out)
-        for k, weight in enumerate(kernel):
-            window = padded[k : k + length, :] if axis == 0 else padded[:, k : k + length]
-            blurred += weight * window
-        out = blurred
-    return out
-
-
-def _capsule_sdf(
-    yy: np.ndarray, xx: np.ndarray, a: np.ndarray, b: np.ndarray, radius: float
-) -> np.ndarray:
-    """Signed distance (pixels, negative inside) to a spherocylinder from ``a`` to ``b``."""
-    pay, pax = yy - a[0], xx - a[1]
-    bay, bax = b[0] - a[0], b[1] - a[1]
-    h = np.clip((pay * bay + pax * bax) / max(bay * bay + bax * bax, 1e-12), 0.0, 1.0)
-    return np.hypot(pay - bay * h, pax - bax * h) - radius
 
 
 def _point_segment_distance(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -258,20 +202,9 @@ def _bead(yy: np.ndarray, xx: np.ndarray, rng: np.random.Generator):
     return dark, bright + rim
 
 
-def render_crop(kind: str, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """Render one synthetic phase-contrast crop as a ``(height, width)`` ``uint16`` array.
-
-    ``kind`` is one of ``1cell``, ``2cell``, ``groups`` (three to six touching rods) or ``rien``
-    (empty background or a bead, half of each). All randomness comes from ``rng``, so a
-    generator seeded the same way renders the same crop.
-    """
-    if kind not in CLASSES:
-        raise CnnlabError(
-            f"kind {kind!r} is not a synthetic class; use one of {', '.join(CLASSES)}"
-        )
-    height, width = (int(side) for side in size)
-    if min(height, width) < 8 or max(height, width) > MAX_CROP_SIDE:
-        raise CnnlabError(f"size {size} must have both sides between 8 and {MAX_CROP_SIDE} pixels")
+def render_classic(kind: str, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """One classic crop of ``kind`` as a ``(height, width)`` ``uint16`` array (checked sizes)."""
+    height, width = size
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float64) + 0.5
 
     background = _background(yy, xx, rng)
@@ -293,16 +226,7 @@ def render_crop(kind: str, size: tuple[int, int], rng: np.random.Generator) -> n
     return np.clip(np.rint(counts), 0, 65535).astype(np.uint16)
 
 
-# ------------------------------------------------------------------------------ dataset
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise CnnlabError(f"{name} must be a whole number, not {value!r}")
-    if value < minimum:
-        raise CnnlabError(f"{name} must be at least {minimum}, got {value}")
-    return int(value)
-
-
-def _crop_size(rng: np.random.Generator, min_size: int, max_size: int) -> tuple[int, int]:
+def crop_size(rng: np.random.Generator, min_size: int, max_size: int) -> tuple[int, int]:
     """Square or slightly rectangular (up to 15 % apart) crop, both sides within the range."""
     height = int(rng.integers(min_size, max_size + 1))
     spread = int(0.15 * height)
@@ -310,75 +234,3 @@ def _crop_size(rng: np.random.Generator, min_size: int, max_size: int) -> tuple[
     if rng.random() < 0.5:
         height, width = width, height
     return height, width
-
-
-def synth_bacteria(
-    out: str | Path,
-    per_class: int = 100,
-    seed: int = 0,
-    min_size: int = 20,
-    max_size: int = 80,
-    overwrite: bool = False,
-) -> dict[str, int]:
-    """Write a synthetic bacteria dataset to ``out`` and return the number of crops per class.
-
-    ``out`` receives the four class folders of the course (``1cell``, ``2cell``, ``groups``,
-    ``rien``), each with ``per_class`` 16-bit grayscale TIFF crops named like the real ones
-    (``roi 12 - 3_1354-001.nd2 - C=0.tif``), with sides drawn between ``min_size`` and
-    ``max_size`` pixels. A non-empty ``out`` is refused unless ``overwrite`` is true; then files
-    of the same names are replaced, files that an earlier run of this function wrote there (listed
-    in ``.cnnlab-synth-manifest.txt``) are removed first so a smaller rerun leaves no stale
-    crops, and every other file of the user's stays untouched.
-
-    Image ``i`` of class ``c`` uses the child generator keyed by ``(seed, c, i)``: the same seed
-    gives byte-identical files, and raising ``per_class`` keeps the first crops unchanged.
-    """
-    per_class = _check_int("per_class (--per-class)", per_class, 1)
-    min_size = _check_int("min_size (--min-size)", min_size, 8)
-    max_size = _check_int("max_size (--max-size)", max_size, 8)
-    seed = _check_int("seed (--seed)", seed, 0)
-    if min_size > max_size:
-        raise CnnlabError(
-            f"min_size (--min-size) {min_size} is larger than max_size (--max-size) {max_size}"
-        )
-    if max_size > MAX_CROP_SIDE:
-        raise CnnlabError(f"max_size (--max-size) must be at most {MAX_CROP_SIDE}, got {max_size}")
-
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise CnnlabError(f"{out} is a file, not a folder; choose another output folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise CnnlabError(
-            f"{out} exists and is not empty; choose another folder or pass --overwrite"
-        )
-    for name in CLASSES:
-        folder = out / name
-        if folder.exists() and not folder.is_dir():
-            raise CnnlabError(f"{folder} is a file, not a folder; remove it or choose another out")
-
-    manifest = out / MANIFEST_NAME
-    if manifest.is_file():
-        for line in manifest.read_text(encoding="utf-8").splitlines():
-            class_name, _, filename = line.partition("/")
-            previous = out / class_name / filename
-            if class_name in CLASSES and filename and "/" not in filename and previous.is_file():
-                previous.unlink()
-
-    written: list[str] = []
-    counts: dict[str, int] = {}
-    for class_index, name in enumerate(CLASSES):
-        folder = out / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            sequence = np.random.SeedSequence(seed, spawn_key=(class_index, i))
-            rng = np.random.default_rng(sequence)
-            height, width = _crop_size(rng, min_size, max_size)
-            acquisition = int(rng.integers(1, 13))
-            stack = _STACKS[int(rng.integers(len(_STACKS)))]
-            image = render_crop(name, (height, width), rng)
-            filename = f"roi {i} - {acquisition}_{stack}.nd2 - C=0.tif"
-            tifffile.imwrite(folder / filename, image, imagej=True, metadata={"axes": "YX"})
-            written.append(f"{name}/{filename}")
-        counts[name] = per_class
-    manifest.write_text("\n".join(written) + "\n", encoding="utf-8")
-    return counts
