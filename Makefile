@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint browser bench clean
+.PHONY: demo test lint browser bench notebooks clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,8 @@ demo: $(STAMP)
 	$(BIN)/cnnlab train
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 
 test: lint browser
 	$(BIN)/python -m pytest
@@ -32,6 +32,23 @@ browser:
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# Every notebook in examples/, executed with its full settings and rendered with its outputs to
+# build/notebooks/*.html for reading (the committed notebooks stay without outputs). FAST=1 uses
+# the quick settings of the test suite instead. Each runs in a scratch folder, so the data and
+# models it writes stay out of the repository.
+NOTEBOOKS := $(wildcard examples/*.ipynb)
+notebooks: $(STAMP)
+	@mkdir -p build/notebooks
+	@for nb in $(NOTEBOOKS); do \
+	  name=$$(basename $$nb .ipynb); work=build/notebooks/$$name.work; \
+	  rm -rf $$work && mkdir -p $$work && cp $$nb $$work/ && \
+	  ( cd $$work && CNNLAB_EXAMPLES_FAST=$(if $(FAST),1,0) ../../../$(BIN)/jupyter nbconvert \
+	      --to html --execute --ExecutePreprocessor.timeout=3600 \
+	      --ExecutePreprocessor.kernel_name=python3 --output-dir .. $$name.ipynb ) || exit 1; \
+	  rm -rf $$work; \
+	done
+	@echo "rendered: build/notebooks/*.html"
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -252,7 +252,7 @@ def time_cnnlab_fit(train: ImageDataset) -> float:
     """
     model = cnnlab.create_model("lenet5", in_chans=1, num_classes=10, input_size=(28, 28))
     timer = EpochTimer()
-    cnnlab.fit(model, train, None, epochs=2, callbacks=[timer])
+    cnnlab.fit(model, train, None, epochs=2, callbacks=[timer], verbose=0)
     return len(train) / timer.seconds[-1]
 
 

@@ -71,7 +71,8 @@ def test_data_samples_draws_a_grid(capsys, synth_dir, tmp_path):
     from cnnlab.data import load_folders
     from cnnlab.inspect.plots import plot_samples
 
-    same = plot_samples(load_folders(synth_dir), tmp_path / "api.png", per_class=3, seed=0)
+    same = tmp_path / "api.png"
+    plot_samples(load_folders(synth_dir), same, per_class=3, seed=0)
     with Image.open(out) as image, Image.open(same) as expected:
         assert image.size == expected.size and image.tobytes() == expected.tobytes()
 

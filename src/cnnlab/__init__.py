@@ -9,6 +9,11 @@ The public API, in the order of the workflow::
     metrics = cnnlab.evaluate(model, test)
     cnnlab.save_model(model, "my-model", train.class_names)
     table = cnnlab.predict(cnnlab.load("my-model"), ["digit.png"])
+
+In Jupyter these objects show themselves (a dataset as its class table with sample images, a
+history as its learning curves, metrics as caret's block and the confusion matrix), and
+``cnnlab.show_samples``, ``show_history``, ``show_worst`` and the other ``show_*`` functions
+return figures that show inline.
 """
 
 from __future__ import annotations
@@ -16,10 +21,21 @@ from __future__ import annotations
 from cnnlab import datasets
 from cnnlab.data.dataset import ImageDataset, Normalizer, merge
 from cnnlab.errors import CnnlabError
-from cnnlab.evaluate import evaluate, evaluate_subsets, format_metrics, predict_proba
+from cnnlab.evaluate import Metrics, evaluate, evaluate_subsets, format_metrics, predict_proba
 from cnnlab.export.predict import PredictionTable, predict, predict_arrays
 from cnnlab.export.saved import load, save_model
 from cnnlab.models import create_model, list_models
+from cnnlab.notebook import (
+    show_activations,
+    show_confusion,
+    show_filters,
+    show_history,
+    show_intensities,
+    show_kernels,
+    show_saliency,
+    show_samples,
+    show_worst,
+)
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.loop import History, fit
 from cnnlab.train.run import RunConfig, resume_training, run_training
@@ -29,6 +45,7 @@ __all__ = [
     "CnnlabError",
     "History",
     "ImageDataset",
+    "Metrics",
     "Normalizer",
     "PredictionTable",
     "RunConfig",
@@ -38,6 +55,7 @@ __all__ = [
     "datasets",
     "evaluate",
     "evaluate_subsets",
+    "export_model",
     "fit",
     "format_metrics",
     "list_models",
@@ -49,4 +67,23 @@ __all__ = [
     "resume_training",
     "run_training",
     "save_model",
+    "show_activations",
+    "show_confusion",
+    "show_filters",
+    "show_history",
+    "show_intensities",
+    "show_kernels",
+    "show_saliency",
+    "show_samples",
+    "show_worst",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # Exporting pulls in the display code (a package's cover image) and ONNX's exporter:
+    # imported on first use, so that `import cnnlab` stays light.
+    if name == "export_model":
+        from cnnlab.deploy import export_model
+
+        return export_model
+    raise AttributeError(f"module 'cnnlab' has no attribute {name!r}")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 from PIL import Image
 from torch import nn
 
@@ -124,7 +125,8 @@ def test_a_16bit_image_is_accepted() -> None:
 @pytest.mark.parametrize("name", list_models())
 def test_plot_activations_for_every_model(name: str, tmp_path) -> None:
     model = create_model(name)
-    path = plot_activations(model, digit(), tmp_path / f"{name}.png", max_maps=8)
+    path = tmp_path / f"{name}.png"
+    assert isinstance(plot_activations(model, digit(), path, max_maps=8), Figure)
     assert path.exists()
     width, height = check_png(path)
     assert height > width / 2  # one row per layer
@@ -156,8 +158,8 @@ def test_plot_activations_three_channels_and_class_names(tmp_path) -> None:
     model = create_model("cnn_dropout", in_chans=3, num_classes=3, input_size=(20, 24))
     model.class_names = ("rod", "coccus", "spiral")
     image = torch.randint(0, 256, (3, 20, 24), dtype=torch.uint8)
-    path = plot_activations(model, image, tmp_path / "rgb.png")
-    check_png(path)
+    plot_activations(model, image, tmp_path / "rgb.png")
+    check_png(tmp_path / "rgb.png")
     with pytest.raises(CnnlabError, match="max_maps"):
         plot_activations(model, digit(channels=3), tmp_path / "x.png", max_maps=0)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.metrics import confusion_matrix
@@ -93,8 +94,9 @@ def test_the_pair_shows_counts_beside_shares(tmp_path: Path) -> None:
     assert counts_ax.texts[0].get_text() == str(twelve[0, 0])
     shares = confusion.row_shares(twelve)
     assert shares_ax.texts[0].get_text() == confusion.share_text(twelve[0, 0], shares[0, 0])
-    single = confusion.plot_confusion(COUNTS, NAMES, tmp_path / "one.png")
-    pair = confusion.plot_confusion_pair(twelve, names, tmp_path / "pair.png")
+    single, pair = tmp_path / "one.png", tmp_path / "pair.png"
+    assert isinstance(confusion.plot_confusion(COUNTS, NAMES, single), Figure)
+    assert isinstance(confusion.plot_confusion_pair(twelve, names, pair), Figure)
     assert png_pixels(pair.read_bytes()).shape[1] > png_pixels(single.read_bytes()).shape[1]
     with pytest.raises(CnnlabError, match="shape"):
         confusion.plot_confusion(COUNTS, ["a", "b"], tmp_path / "bad.png")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from matplotlib.figure import Figure
 from PIL import Image
 
 from cnnlab.errors import CnnlabError
@@ -85,12 +86,14 @@ def test_conv_kernels_figure_has_one_block_per_convolution() -> None:
 
 
 def test_plot_filters_writes_the_figure(tmp_path) -> None:
-    path = plot_filters(create_model("lenet5_3x3"), tmp_path / "filters.png")
+    path = tmp_path / "filters.png"
+    assert isinstance(plot_filters(create_model("lenet5_3x3"), path), Figure)
     with Image.open(path) as image:
         assert image.format == "PNG" and image.info["dpi"][0] == pytest.approx(DPI, abs=0.1)
 
 
 def test_plot_conv_kernels_writes_the_figure(tmp_path) -> None:
-    path = plot_conv_kernels(create_model("convnet_bn"), tmp_path / "kernels.png")
+    path = tmp_path / "kernels.png"
+    assert isinstance(plot_conv_kernels(create_model("convnet_bn"), path), Figure)
     with Image.open(path) as image:
         assert image.format == "PNG" and image.size[1] > image.size[0] / 4

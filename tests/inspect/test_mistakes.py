@@ -8,6 +8,7 @@ import matplotlib.colors as mcolors
 import numpy as np
 import pytest
 import torch
+from matplotlib.figure import Figure
 from PIL import Image
 
 from cnnlab.data.dataset import ImageDataset
@@ -89,7 +90,8 @@ def test_worst_cases_show_the_highest_losses_with_every_probability(tmp_path: Pa
         name = plain(shorten_middle(Path(dataset.paths[index]).name, 30))
         assert cell._supxlabel.get_text() == name
     assert cells[0]._supxlabel.get_text() == r"price \$5 and \$6.tif"  # no math mode
-    path = mistakes.plot_worst_cases(None, dataset, tmp_path / "w.png", 6, 3, samples)
+    path = tmp_path / "w.png"
+    assert isinstance(mistakes.plot_worst_cases(None, dataset, path, 6, 3, samples), Figure)
     width, height = figure.get_size_inches() * DPI  # Agg makes whole pixels of these
     with Image.open(path) as image:
         assert image.size == pytest.approx((width, height), abs=1)
@@ -140,4 +142,5 @@ def test_the_model_is_scored_when_no_results_are_given(tmp_path: Path) -> None:
     given = mistakes.worst_cases_figure(None, dataset, count=4, samples=samples)
     titles = [[c._suptitle.get_text() for c in np.ravel(f.subfigs)] for f in (scored, given)]
     assert titles[0] == titles[1]
-    assert mistakes.plot_confused_pairs(model, dataset, tmp_path / "pairs.png").is_file()
+    mistakes.plot_confused_pairs(model, dataset, tmp_path / "pairs.png")
+    assert (tmp_path / "pairs.png").is_file()

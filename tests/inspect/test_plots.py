@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from matplotlib.figure import Figure
 from PIL import Image
 
 from cnnlab.data.dataset import ImageDataset
@@ -52,8 +53,13 @@ def test_samples_grid_shows_the_chosen_images_one_row_per_class(tmp_path: Path) 
     )
     np.testing.assert_array_equal(ax.images[0].get_array(), expected)
     assert [t.get_text() for t in ax.get_yticklabels()] == [f"{c}\n(6)" for c in CLASSES]
-    path = plots.plot_samples(dataset, tmp_path / "four.png", per_class=5, seed=3)
+    path = tmp_path / "four.png"
+    returned = plots.plot_samples(dataset, path, per_class=5, seed=3)
     png_matches_figure(path, figure)
+    # The figure written is the one returned, and without a path nothing is written.
+    assert returned.get_size_inches().tolist() == figure.get_size_inches().tolist()
+    assert isinstance(plots.plot_samples(dataset, per_class=5), Figure)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["four.png"]
     with pytest.raises(CnnlabError):
         plots.plot_samples(dataset, tmp_path / "x.png", per_class=0)
 
@@ -90,7 +96,8 @@ def test_class_count_bars_are_the_counts_from_datasets_or_tables(tmp_path: Path)
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["train (13)", "valid (6)", "test (2)"]
     assert [t.get_text() for t in ax.texts] == ["10", "3", "5", "1", "2", "0"]  # on the bars
-    png_matches_figure(plots.plot_class_counts(table, tmp_path / "b.png"), figure)
+    plots.plot_class_counts(table, tmp_path / "b.png")
+    png_matches_figure(tmp_path / "b.png", figure)
     with pytest.raises(CnnlabError):
         plots.plot_class_counts({}, tmp_path / "c.png")
 
@@ -142,7 +149,8 @@ def test_intensity_histograms_count_each_class_on_shared_bins(tmp_path: Path) ->
         assert ax.get_ylabel().startswith(f"{dataset.class_names[index]} ({counts.sum()})")
     assert "16-bit counts" in axes[-1].get_xlabel()
     assert max(edges) < 32000 < 65535  # the data's range, not the full 16-bit scale
-    path = plots.plot_intensity_histograms(dataset, tmp_path / "h.png", bins=12)
+    path = tmp_path / "h.png"
+    plots.plot_intensity_histograms(dataset, path, bins=12)
     png_matches_figure(path, figure)
     with pytest.raises(CnnlabError, match="bins"):
         plots.intensity_histograms_figure(dataset, bins=0)
@@ -210,7 +218,8 @@ def test_learning_curves_draw_the_history_and_mark_the_best_epoch(tmp_path: Path
         assert (star.get_xdata()[0], star.get_ydata()[0]) == (5, rows[4][f"valid_{metric}"])
     assert "best epoch 5" in loss_ax.texts[0].get_text()
     assert [t.get_text() for t in loss_ax.get_legend().get_texts()] == ["training", "validation"]
-    png_matches_figure(plots.plot_learning_curves(path, tmp_path / "c.png", best_epoch=5), figure)
+    plots.plot_learning_curves(path, tmp_path / "c.png", best_epoch=5)
+    png_matches_figure(tmp_path / "c.png", figure)
 
 
 def test_learning_curves_without_validation_mark_the_training_value() -> None:
@@ -230,6 +239,7 @@ def test_epoch_times_are_bars_with_their_mean(tmp_path: Path) -> None:
     (mean_line,) = ax.lines
     assert mean_line.get_ydata()[0] == pytest.approx(2.25)
     assert ax.texts[0].get_text() == "mean 2.25 s"
-    png_matches_figure(plots.plot_epoch_times(rows, tmp_path / "t.png"), figure)
+    plots.plot_epoch_times(rows, tmp_path / "t.png")
+    png_matches_figure(tmp_path / "t.png", figure)
     empty = plots.epoch_times_figure([{"epoch": 1.0, "seconds": None}])
     assert [t.get_text() for t in empty.texts] == ["no epoch times in the history"]

@@ -40,7 +40,8 @@ class Recorder(Callback):
         self.calls.append("batch_start")
 
     def on_batch_end(self, logs):
-        assert set(logs) == {"epoch", "batch", "size", "loss"} and math.isfinite(logs["loss"])
+        assert set(logs) == {"epoch", "batch", "size", "loss", "accuracy"}
+        assert math.isfinite(logs["loss"])
         self.calls.append("batch_end")
 
     def on_epoch_end(self, logs):

@@ -105,9 +105,10 @@ def _data(args: argparse.Namespace) -> int:
         )
         first = next(iter(loaded.values()))
         if args.histogram:
-            print(plot_intensity_histograms(first, args.out, bins=args.bins))
+            plot_intensity_histograms(first, args.out, bins=args.bins)
         else:
-            print(plot_samples(first, args.out, per_class=args.per_class, seed=args.seed))
+            plot_samples(first, args.out, per_class=args.per_class, seed=args.seed)
+        print(args.out)
         return 0
     from cnnlab.microscopy.formats import is_microscopy_file
 

@@ -97,10 +97,8 @@ def _kernels(args: argparse.Namespace) -> int:
         if kind not in ("max", "avg") or not (size or "2").isdigit():
             raise CnnlabError(f"--pool {args.pool!r}: write it as max:2 or avg:2")
         pool = (kind, int(size or 2))
-    path = plot_kernel_demo(
-        args.image, args.out, chosen, padding=padding, stride=args.stride, pool=pool
-    )
-    print(path)
+    plot_kernel_demo(args.image, args.out, chosen, padding=padding, stride=args.stride, pool=pool)
+    print(args.out)
     return 0
 
 

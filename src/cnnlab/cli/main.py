@@ -14,12 +14,12 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from cnnlab.cli import data, look, microscopy, train, use
+from cnnlab.cli import data, deploy, look, microscopy, train, use
 from cnnlab.errors import CnnlabError, describe_os_error
 from cnnlab.version import __version__
 
 #: The command groups, in the order ``cnnlab --help`` lists their commands.
-GROUPS = (data, microscopy, train, use, look)
+GROUPS = (data, microscopy, train, use, look, deploy)
 
 
 def build_parser() -> argparse.ArgumentParser:

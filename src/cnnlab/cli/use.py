@@ -76,7 +76,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from cnnlab.export import load, predict
+    from cnnlab.export import predict
 
     out = check_out_file("--out", args.out, args.overwrite, "preds.csv") if args.out else None
     if args.field:
@@ -96,7 +96,7 @@ def _predict(args: argparse.Namespace) -> int:
     ):
         if getattr(args, flag) is not None:
             raise CnnlabError(f"--{flag} is for a whole field: add --field FIELD or leave it out")
-    table = predict(load(args.model), args.paths, pattern=args.pattern, skip_bad=args.skip_bad)
+    table = predict(_model(args.model), args.paths, pattern=args.pattern, skip_bad=args.skip_bad)
     if out:
         table.to_csv(out)
         skipped = f" ({len(table.skipped)} files skipped)" if table.skipped else ""
@@ -106,9 +106,19 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model(path: str):
+    """A run's model, or an ONNX file that ``cnnlab export`` wrote, run by ONNX Runtime."""
+    if path.lower().endswith(".onnx"):
+        from cnnlab.deploy import load_onnx
+
+        return load_onnx(path)
+    from cnnlab.export import load
+
+    return load(path)
+
+
 def _predict_field(args: argparse.Namespace, out: Path | None) -> int:
     """One CSV row per object of the field, an overlay picture and the counts per class."""
-    from cnnlab.export import load
     from cnnlab.microscopy.classify import classify_field, default_overlay_path
 
     if args.paths:
@@ -130,7 +140,10 @@ def _predict_field(args: argparse.Namespace, out: Path | None) -> int:
             "--overlay", str(default_overlay_path(out)), args.overwrite, "field.png"
         )
     result = classify_field(
-        load(args.model), args.field, **object_choice(args, "predict --field"), **plane_choice(args)
+        _model(args.model),
+        args.field,
+        **object_choice(args, "predict --field"),
+        **plane_choice(args),
     )
     if out:
         result.to_csv(out)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cnnlab import views
 from cnnlab.data.channels import convert_channels
 from cnnlab.errors import CnnlabError
 
@@ -233,6 +234,42 @@ class ImageDataset:
             "height": [min(heights), max(heights)],
             "width": [min(widths), max(widths)],
         }
+
+    # ----------------------------------------------------------------------------- display
+    def __repr__(self) -> str:
+        """One line: ``ImageDataset('mnist train', 54,000 images, 1x28x28, 8-bit, 10 classes)``.
+
+        The dataclass default would print every image tensor; the tensors are what nobody
+        wants to read at a prompt.
+        """
+        if self.uniform:
+            shape = "x".join(str(int(size)) for size in self.images.shape[1:])
+        else:
+            sizes = self.sizes()
+            heights, widths = [h for h, _ in sizes], [w for _, w in sizes]
+            shape = (
+                f"{self.channels}x{min(heights)}x{min(widths)} to "
+                f"{self.channels}x{max(heights)}x{max(widths)}"
+            )
+        parts = [repr(self.name), f"{len(self):,} images", shape, f"{self.bit_depth}-bit"]
+        parts.append(f"{self.num_classes} class" + ("" if self.num_classes == 1 else "es"))
+        if self.subset is not None and self.subset not in self.name:
+            parts.append(f"{self.subset} set")
+        if self.normalizer is not None:
+            parts.append("normalized")
+        return f"ImageDataset({', '.join(parts)})"
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the class table, sizes, bit depth and a strip of images per class."""
+        return views.render("dataset.html", self)
+
+    def show(self, per_class: int = 8, seed: int = 0):
+        """A figure of ``per_class`` random images of every class, one row per class.
+
+        Returns a matplotlib ``Figure``, which Jupyter shows inline; the same figure as
+        ``cnnlab.show_samples(dataset, per_class, seed)``.
+        """
+        return views.render("dataset.figure", self, per_class=per_class, seed=seed)
 
 
 def proportions(counts: Mapping[str, int]) -> dict[str, float | None]:

@@ -45,7 +45,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+
+# Not tqdm.auto: importing it alone prints "IProgress not found" in a notebook without
+# ipywidgets, and this bar (disable=None) never shows in notebooks, whose streams are no TTYs.
+from tqdm import tqdm
 
 from cnnlab.data.cache import Decoded, Record, cache_file, default_cache_dir, read_cache
 from cnnlab.data.cache import write_cache as _write_cache

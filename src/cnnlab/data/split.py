@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cnnlab import views
 from cnnlab.data.dataset import SUBSETS, ImageDataset, proportions
 from cnnlab.errors import CnnlabError
 from cnnlab.files import write_text
@@ -42,6 +43,16 @@ class Split:
         """(subset name, dataset) for the subsets that exist, in train/valid/test order."""
         subsets = (("train", self.train), ("valid", self.valid), ("test", self.test))
         return [(name, dataset) for name, dataset in subsets if dataset is not None]
+
+    def __repr__(self) -> str:
+        """One line: ``Split(train 600, valid 300, test 100 images; 10 classes)``."""
+        sizes = ", ".join(f"{name} {len(dataset):,}" for name, dataset in self.items())
+        classes = len(self.train.class_names)
+        return f"Split({sizes} images; {classes} class{'' if classes == 1 else 'es'})"
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: images per class and subset, with the balance warnings."""
+        return views.render("split.html", self)
 
 
 # --------------------------------------------------------------------------------- splitting

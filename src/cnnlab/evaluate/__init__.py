@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from cnnlab.evaluate.evaluate import evaluate, evaluate_subsets, per_sample, predict_proba
 from cnnlab.evaluate.metrics import classification_metrics, format_metrics
+from cnnlab.evaluate.result import Metrics
 
 __all__ = [
+    "Metrics",
     "classification_metrics",
     "evaluate",
     "evaluate_subsets",

@@ -9,24 +9,29 @@ converting a batch at a time keeps a 16-bit dataset as compact integers in memor
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from itertools import pairwise
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.metrics import classification_metrics
+from cnnlab.evaluate.result import Metrics
 
 # Inference batches small enough that a convolution's output stays in the CPU's cache:
 # eager LeNet-5 scores MNIST's 10,000 test images in 0.18 s at 128 per batch, 0.47 s at 1024.
 INFERENCE_BATCH = 128
-# Below this many batches, tracing the model costs more than the graph saves.
+# Below this many batches, tracing the model costs more than the graph saves over the eager
+# inference network.
 GRAPH_MIN_BATCHES = 16
 # The start of torch's notices that torch.jit.trace, freeze and the rest are deprecated.
 TORCHSCRIPT_DEPRECATED = r"`torch\.jit\.\w+` is deprecated"
@@ -35,41 +40,103 @@ TORCHSCRIPT_DEPRECATED = r"`torch\.jit\.\w+` is deprecated"
 def inference_graph(model: nn.Module, example: torch.Tensor) -> nn.Module:
     """The eval-mode ``model`` as a frozen TorchScript graph optimized for CPU inference.
 
-    PyTorch's eager CPU max-pooling and its separate convolution, ReLU and batch-norm calls
-    leave most of the time of a small network's forward pass on the table: freezing folds batch
-    norm into the convolutions, and ``optimize_for_inference`` runs convolution, ReLU and
-    pooling in oneDNN's own layout. LeNet-5 scores MNIST's 70,000 images 2.6 times faster, the
-    other convolutional models 1.7 to 3.2 times (``bench/choices.py``); networks without
-    convolutions gain nothing and stay eager. Logits agree with eager mode to float32 rounding.
-    Tracing takes tens of milliseconds.
+    Freezing folds batch norm into the convolutions, and ``optimize_for_inference`` runs
+    convolution, ReLU and pooling fused in oneDNN's own layout, which eager PyTorch cannot do.
+    ``bench/inference.py`` measures it against :func:`inference_network`, ONNX Runtime,
+    ``torch.export`` and ``torch.compile`` (which needs a C++ compiler at run time and compiles
+    for longer than scoring takes): in batches it is the fastest of them, by a wide margin for
+    LeNet-5. Tracing takes tens of milliseconds. Logits agree with eager mode to float32
+    rounding.
 
     A trace records the path that ``example`` took, so a module with data-dependent control
     flow would be silently mis-recorded: only models built entirely from ``torch.nn`` layers and
     cnnlab's own modules (whose forward passes have no such branches, as the tests check for
-    every registered model) are traced, and only without forward hooks. Anything else, or a
-    trace that fails, runs eagerly.
+    every registered model) are traced, and only without forward hooks; anything else runs as
+    it is. Networks without convolutions gain nothing from a graph. Those, and any model whose
+    trace fails (as every one will once TorchScript is removed from torch), get
+    :func:`inference_network` instead.
     """
     modules = list(model.modules())
     if not all(_is_known_layer(module) for module in modules):
         return model
     if not any(isinstance(module, nn.modules.conv._ConvNd) for module in modules):
-        return model  # dense layers are one matrix product each already: nothing to gain
+        return inference_network(model)  # dense layers are one matrix product each already
     try:
         with warnings.catch_warnings():
             # torch 2.13 deprecates TorchScript in favour of torch.export and torch.compile,
             # and says so on every call: that notice alone is silenced, any other warning the
-            # layers raise while traced reaches the caller. Neither successor replaces this yet:
-            # torch.compile needs a C++ compiler at run time and takes seconds to compile, longer
-            # than scoring a test set takes, and an exported program still runs op by op,
-            # without the batch-norm folding and oneDNN fusion that make the graph faster. Once
-            # TorchScript is removed, tracing fails and models run eagerly, as for any failure.
+            # layers raise while traced reaches the caller. Neither successor is faster here
+            # (see the docstring), so the deprecated API stays while it works.
             warnings.filterwarnings(
                 "ignore", message=TORCHSCRIPT_DEPRECATED, category=DeprecationWarning
             )
-            traced = torch.jit.trace(model, example, check_trace=False)
-            return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
-    except Exception:  # any tracing failure means: run the model as it is
+            with torch.no_grad():
+                traced = torch.jit.trace(model, example, check_trace=False)
+                return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+    except Exception:  # any tracing failure means: run the model eagerly
+        return inference_network(model)
+
+
+def inference_network(model: nn.Module) -> nn.Module:
+    """The eval-mode ``model`` rearranged for fast CPU inference, still plain eager PyTorch.
+
+    Each batch norm that directly follows a convolution or dense layer in an ``nn.Sequential``
+    is folded into that layer's weights (one operation instead of two, and no pass over the
+    activations), and a convolutional network gets its weights in channels-last layout, which
+    oneDNN's convolutions and PyTorch's pooling prefer. Channels-last is used here even for the
+    networks that train in NCHW (``cpu_channels_last``): what made them slower that way was
+    batch norm, which is gone (``bench/inference.py``). Both are exact up to float32 rounding.
+    The work is done on a copy, so the caller's model (its layout, its batch norms) is
+    unchanged; a model with nothing to rearrange is returned as it is. This is what runs where
+    no graph is traced: small workloads, and models that :func:`inference_graph` cannot trace.
+
+    Only models built entirely from ``torch.nn`` layers and cnnlab's own modules are touched,
+    and only without forward hooks: in a ``Sequential`` the order of the children is the order
+    of the forward pass, and a hooked layer must keep its identity. Anything else runs as it is.
+    """
+    modules = list(model.modules())
+    if model.training or not all(_is_known_layer(module) for module in modules):
         return model
+    foldable = any(_foldable(first, second) for first, second in _sequential_pairs(model))
+    channels_last = any(isinstance(module, nn.Conv2d) for module in modules)
+    if not foldable and not channels_last:
+        return model
+    with torch.no_grad():
+        network = copy.deepcopy(model)
+        for container in network.modules():
+            if isinstance(container, nn.Sequential):
+                _fold_batch_norms(container)
+        if channels_last:
+            network.to(memory_format=torch.channels_last)
+    return network
+
+
+def _sequential_pairs(model: nn.Module) -> Iterator[tuple[nn.Module, nn.Module]]:
+    for container in model.modules():
+        if isinstance(container, nn.Sequential):
+            children = list(container)
+            yield from pairwise(children)
+
+
+def _foldable(layer: nn.Module, norm: nn.Module) -> bool:
+    # A batch norm without running statistics normalizes with each batch's own: not a constant.
+    if not isinstance(norm, nn.modules.batchnorm._BatchNorm) or norm.running_mean is None:
+        return False
+    if isinstance(layer, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
+        return not layer.transposed
+    return isinstance(layer, nn.Linear) and isinstance(norm, nn.BatchNorm1d)
+
+
+def _fold_batch_norms(container: nn.Sequential) -> None:
+    """Folds each (layer, batch norm) pair of ``container`` into the layer, in place."""
+    names = list(container._modules)
+    for first, second in pairwise(names):
+        layer, norm = container._modules[first], container._modules[second]
+        if layer is None or norm is None or not _foldable(layer, norm):
+            continue
+        fuse = fuse_conv_bn_eval if isinstance(layer, nn.Conv2d) else fuse_linear_bn_eval
+        container._modules[first] = fuse(layer, norm)
+        container._modules[second] = nn.Identity()
 
 
 def _is_known_layer(module: nn.Module) -> bool:
@@ -181,13 +248,17 @@ def _logits(
     if batch_size < 1:
         raise CnnlabError(f"batch_size must be at least 1, not {batch_size}")
     outputs = []
-    with _evaluating(model, device) as target, torch.inference_mode():
+    with _evaluating(model, device) as target:
+        # Made outside inference mode, whose tensors could not become the copy's parameters.
         network = model
         if target.type == "cpu" and len(images) >= GRAPH_MIN_BATCHES * batch_size:
             network = inference_graph(model, images[:batch_size].float())
-        for start in range(0, len(images), batch_size):
-            batch = images[start : start + batch_size].to(target).float()
-            outputs.append(network(batch).float().cpu())
+        elif target.type == "cpu":
+            network = inference_network(model)
+        with torch.inference_mode():
+            for start in range(0, len(images), batch_size):
+                batch = images[start : start + batch_size].to(target).float()
+                outputs.append(network(batch).float().cpu())
     if not outputs:
         num_classes = getattr(model, "num_classes", 0)
         return torch.zeros((0, num_classes))
@@ -241,10 +312,12 @@ def evaluate(
     dataset: ImageDataset,
     batch_size: int = INFERENCE_BATCH,
     device: str | torch.device = "cpu",
-) -> dict:
+) -> Metrics:
     """caret-style metrics (see :func:`classification_metrics`) plus the mean cross-entropy.
 
     Also records ``dataset`` (its name) and ``subset`` so a saved report says what it measured.
+    The result is a :class:`~cnnlab.evaluate.result.Metrics`: a dict that Jupyter shows as the
+    caret-style block with the confusion matrix.
     """
     samples = per_sample(model, dataset, batch_size=batch_size, device=device)
     loss = float(np.mean(samples["loss"], dtype=np.float64))
@@ -264,7 +337,7 @@ def evaluate(
     )
     metrics["dataset"] = dataset.name
     metrics["subset"] = dataset.subset
-    return metrics
+    return Metrics(metrics)
 
 
 def evaluate_subsets(
@@ -272,7 +345,7 @@ def evaluate_subsets(
     datasets: Mapping[str, ImageDataset | None],
     batch_size: int = INFERENCE_BATCH,
     device: str | torch.device = "cpu",
-) -> dict[str, dict]:
+) -> dict[str, Metrics]:
     """:func:`evaluate` on each named dataset (e.g. train / valid / test), skipping None."""
     return {
         name: evaluate(model, dataset, batch_size=batch_size, device=device)

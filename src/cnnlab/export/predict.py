@@ -14,7 +14,7 @@ import io
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnlab import views
 from cnnlab.data.channels import convert_array
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.data.imageio import IMAGE_EXTENSIONS, read_array, tensor_dtype
@@ -30,6 +31,9 @@ from cnnlab.evaluate import predict_proba
 from cnnlab.evaluate.evaluate import INFERENCE_BATCH
 from cnnlab.export.saved import BIT_DEPTHS
 from cnnlab.files import write_text
+
+#: Rows a notebook shows of a prediction table, each with its thumbnail.
+PREVIEW_ROWS = 20
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,9 @@ class PredictionTable:
     class_names: tuple[str, ...]
     #: ``(path or name, reason)`` of the images left out by ``skip_bad``.
     skipped: tuple[tuple[str, str], ...] = ()
+    #: The first :data:`PREVIEW_ROWS` images as the model saw them (resized, source units): the
+    #: thumbnails of the notebook view, kept small whatever the number of images.
+    preview: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     @property
     def columns(self) -> list[str]:
@@ -71,6 +78,19 @@ class PredictionTable:
             {k: f"{v:.6f}" if isinstance(v, float) else v for k, v in row.items()} for row in self
         )
         write_table(target, self.columns, rows)
+
+    def __repr__(self) -> str:
+        """One line: ``PredictionTable(25 images, 2 classes; predicted rod 12, coccus 13)``."""
+        counts = {name: self.predicted.count(name) for name in self.class_names}
+        predicted = ", ".join(f"{name} {count:,}" for name, count in counts.items() if count)
+        text = f"{_count(len(self), 'image')}, {_count(len(self.class_names), 'class')}"
+        text += f"; predicted {predicted}" if predicted else ""
+        text += f"; {len(self.skipped)} skipped" if self.skipped else ""
+        return f"PredictionTable({text})"
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the first rows with thumbnails and probabilities, and the count left."""
+        return views.render("predictions.html", self)
 
     def to_pandas(self):  # pragma: no cover - pandas is optional
         import pandas as pd
@@ -299,7 +319,8 @@ def _a(bit_depth: int) -> str:
 
 
 def _count(n: int, what: str) -> str:
-    return f"{n} {what}{'' if n == 1 else 's'}"
+    plural = "es" if what.endswith("s") else "s"
+    return f"{n} {what}{'' if n == 1 else plural}"
 
 
 def predict(
@@ -345,6 +366,23 @@ def predict_arrays(
     return _classify(model, dataset, len(images), "image", batch_size, device, skip_bad)
 
 
+def class_probabilities(
+    model: nn.Module, images: torch.Tensor, batch_size: int, device: str
+) -> torch.Tensor:
+    """Softmax probabilities of prepared images, from a torch model or an exported one.
+
+    A model that is not a torch module (an ONNX file run by ONNX Runtime, see
+    :class:`cnnlab.deploy.OnnxModel`) brings its own ``predict_proba(images, batch_size)`` and
+    the ``in_chans``, ``input_size``, ``bit_depth`` and ``class_names`` that the checks above
+    read, so it goes through the same reading, checks and table as a run's model.
+    """
+    if isinstance(model, nn.Module):
+        return predict_proba(model, images, batch_size=batch_size, device=device)
+    if device != "cpu":
+        raise CnnlabError(f"device {device!r}: {model!r} runs on the CPU only; leave device out")
+    return model.predict_proba(images, batch_size=batch_size)
+
+
 def _classify(
     model: nn.Module,
     dataset: ImageDataset,
@@ -357,7 +395,7 @@ def _classify(
     class_names = tuple(getattr(model, "class_names", ()))
     if len(class_names) != model.num_classes:
         class_names = tuple(str(i) for i in range(model.num_classes))
-    probabilities = predict_proba(model, dataset.images, batch_size=batch_size, device=device)
+    probabilities = class_probabilities(model, dataset.images, batch_size, device)
     skipped = list(dataset.meta["skipped"])
     finite = torch.isfinite(probabilities).all(dim=1)
     if skip_bad and not bool(finite.all()):
@@ -377,6 +415,8 @@ def _classify(
         shown = ", ".join(name for name, _ in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
         warnings.warn(f"skipped {len(skipped)} of {_count(total, what)}: {shown}", stacklevel=3)
     predicted = tuple(class_names[i] for i in probabilities.argmax(1).tolist())
+    # A copy, so the table does not keep every prepared image alive through a view.
+    preview = dataset.images[:PREVIEW_ROWS].clone()
     return PredictionTable(
-        dataset.paths, predicted, probabilities.cpu(), class_names, tuple(skipped)
+        dataset.paths, predicted, probabilities.cpu(), class_names, tuple(skipped), preview
     )

@@ -33,7 +33,7 @@ from cnnlab.inspect.figures import (
     TITLE_SIZE,
     mosaic,
     new_figure,
-    save_figure,
+    saved_if,
     styled,
 )
 
@@ -314,12 +314,12 @@ def activations_figure(
 def plot_activations(
     model: nn.Module,
     image: torch.Tensor | np.ndarray,
-    path: str | Path,
+    path: str | Path | None = None,
     max_maps: int = 16,
     class_names: Sequence[str] | None = None,
-) -> Path:
-    """Writes :func:`activations_figure` as a PNG to ``path``."""
-    return save_figure(activations_figure(model, image, max_maps, class_names), path)
+) -> Figure:
+    """The :func:`activations_figure`; with ``path``, also written to that PNG file."""
+    return saved_if(activations_figure(model, image, max_maps, class_names), path)
 
 
 def _type_names() -> set[str]:

@@ -21,7 +21,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from cnnlab.errors import CnnlabError
-from cnnlab.inspect.figures import new_figure, plain, save_figure, shorten_middle, styled
+from cnnlab.inspect.figures import new_figure, plain, saved_if, shorten_middle, styled
 
 RGB = tuple[int, int, int]
 
@@ -160,12 +160,17 @@ def confusion_pair_figure(confusion: object, class_names: Sequence[str]) -> Figu
 
 
 def plot_confusion(
-    confusion: object, class_names: Sequence[str], path: str | Path, normalize: bool = False
-) -> Path:
-    """Writes :func:`confusion_figure` as a PNG to ``path``."""
-    return save_figure(confusion_figure(confusion, class_names, normalize), path)
+    confusion: object,
+    class_names: Sequence[str],
+    path: str | Path | None = None,
+    normalize: bool = False,
+) -> Figure:
+    """The :func:`confusion_figure`; with ``path``, also written to that PNG file."""
+    return saved_if(confusion_figure(confusion, class_names, normalize), path)
 
 
-def plot_confusion_pair(confusion: object, class_names: Sequence[str], path: str | Path) -> Path:
-    """Writes :func:`confusion_pair_figure` as a PNG to ``path``."""
-    return save_figure(confusion_pair_figure(confusion, class_names), path)
+def plot_confusion_pair(
+    confusion: object, class_names: Sequence[str], path: str | Path | None = None
+) -> Figure:
+    """The :func:`confusion_pair_figure`; with ``path``, also written to that PNG file."""
+    return saved_if(confusion_pair_figure(confusion, class_names), path)

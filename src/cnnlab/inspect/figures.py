@@ -9,7 +9,8 @@ notebook or program that imported cnnlab and uses pyplot itself. Rendering a bar
 uses matplotlib's Agg canvas whatever backend is configured, so cnnlab never calls
 ``matplotlib.use``. A figure becomes PNG bytes in memory (:func:`figure_png`); writing a file
 (:func:`save_figure`) is one more step, so the HTML report embeds its figures without
-temporary files.
+temporary files. Every ``plot_*`` function returns its figure and writes it only when given a
+path (:func:`saved_if`); in Jupyter the figure shows inline (:mod:`cnnlab.notebook.hooks`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files import write_bytes
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -93,12 +95,13 @@ def new_figure(
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained" if constrained else None)
 
 
-def figure_png(figure: Figure) -> bytes:
-    """``figure`` as PNG bytes at :data:`DPI`, then released.
+def figure_png(figure: Figure, release: bool = True) -> bytes:
+    """``figure`` as PNG bytes at :data:`DPI`, then released (unless ``release=False``).
 
     A constrained-layout figure already fits its labels inside the canvas and keeps its size
     (a tight bounding box would draw it twice); any other figure is cropped to its drawing
-    with a small margin.
+    with a small margin. Releasing forgets a pyplot-made figure in pyplot; a notebook that
+    shows a user's own figure must not do that, hence ``release``.
     """
     buffer = io.BytesIO()
     constrained = figure.get_layout_engine() is not None
@@ -107,20 +110,32 @@ def figure_png(figure: Figure) -> bytes:
         with cnnlab_style():
             figure.savefig(buffer, format="png", dpi=DPI, **options)
     finally:
-        _close(figure)
+        if release:
+            _close(figure)
     return buffer.getvalue()
 
 
 def save_figure(figure: Figure, path: str | Path) -> Path:
-    """Writes ``figure`` as a PNG to ``path`` (parents created) and returns the path."""
+    """Writes ``figure`` as a PNG to ``path`` atomically (parents created); returns the path."""
     data = figure_png(figure)
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        write_bytes(path, data)
     except OSError as error:
         raise CnnlabError(f"cannot write the figure {path}: {error.strerror or error}") from None
     return path
+
+
+def saved_if(figure: Figure, path: str | Path | None) -> Figure:
+    """``figure``, written to ``path`` first when a path is given: what every ``plot_*`` returns.
+
+    The figure stays usable after the file is written, so a notebook can show what a script
+    saved.
+    """
+    if path is not None:
+        save_figure(figure, path)
+    return figure
 
 
 def _close(figure: Figure) -> None:
@@ -134,6 +149,8 @@ def _close(figure: Figure) -> None:
 def message_figure(message: str) -> Figure:
     """A one-line figure saying why there is nothing to draw."""
     figure = new_figure(6, 1.2, constrained=True)
+    # An empty axes under the text: IPython's inline backend shows no figure without axes.
+    figure.add_subplot().axis("off")
     figure.text(0.5, 0.5, plain(message), ha="center", va="center", fontsize=11, color="#555")
     return figure
 

@@ -26,7 +26,7 @@ from cnnlab.inspect.figures import (
     TITLE_SIZE,
     mosaic,
     new_figure,
-    save_figure,
+    saved_if,
     styled,
 )
 
@@ -237,13 +237,13 @@ def conv_kernels_figure(model: nn.Module, max_filters: int = 16, max_inputs: int
     return fig
 
 
-def plot_filters(model: nn.Module, path: str | Path, max_filters: int = 64) -> Path:
-    """Writes :func:`filters_figure` as a PNG to ``path``."""
-    return save_figure(filters_figure(model, max_filters), path)
+def plot_filters(model: nn.Module, path: str | Path | None = None, max_filters: int = 64) -> Figure:
+    """The :func:`filters_figure`; with ``path``, also written to that PNG file."""
+    return saved_if(filters_figure(model, max_filters), path)
 
 
 def plot_conv_kernels(
-    model: nn.Module, path: str | Path, max_filters: int = 16, max_inputs: int = 8
-) -> Path:
-    """Writes :func:`conv_kernels_figure` as a PNG to ``path``."""
-    return save_figure(conv_kernels_figure(model, max_filters, max_inputs), path)
+    model: nn.Module, path: str | Path | None = None, max_filters: int = 16, max_inputs: int = 8
+) -> Figure:
+    """The :func:`conv_kernels_figure`; with ``path``, also written to that PNG file."""
+    return saved_if(conv_kernels_figure(model, max_filters, max_inputs), path)

@@ -36,7 +36,7 @@ from cnnlab.inspect.figures import (
     SUPTITLE_SIZE,
     TITLE_SIZE,
     new_figure,
-    save_figure,
+    saved_if,
     styled,
 )
 
@@ -382,15 +382,15 @@ def kernel_demo_figure(
 
 def plot_kernel_demo(
     image: str | os.PathLike | np.ndarray | torch.Tensor,
-    path: str | Path,
+    path: str | Path | None = None,
     kernels: Sequence[str | np.ndarray] = COURSE_KERNELS,
     padding: Padding = "valid",
     stride: int = 1,
     pool: Pool = None,
     columns: int = 4,
-) -> Path:
-    """Writes :func:`kernel_demo_figure` as a PNG to ``path``."""
-    return save_figure(kernel_demo_figure(image, kernels, padding, stride, pool, columns), path)
+) -> Figure:
+    """The :func:`kernel_demo_figure`; with ``path``, also written to that PNG file."""
+    return saved_if(kernel_demo_figure(image, kernels, padding, stride, pool, columns), path)
 
 
 def _panel_title(

@@ -26,13 +26,15 @@ def inspect_image(model: nn.Module, image_path: str | Path, out: str | Path) -> 
     out.mkdir(parents=True, exist_ok=True)
     stem = image_path.stem
     class_names = getattr(model, "class_names", None)
-    written = [
-        plot_activations(model, image, out / f"{stem} - activations.png", class_names=class_names),
-        plot_saliency(model, image, out / f"{stem} - saliency.png", class_names=class_names),
-    ]
+    written = [out / f"{stem} - activations.png", out / f"{stem} - saliency.png"]
+    plot_activations(model, image, written[0], class_names=class_names)
+    plot_saliency(model, image, written[1], class_names=class_names)
     for draw, name in ((plot_filters, "filters"), (plot_conv_kernels, "kernels")):
+        path = out / f"model - {name}.png"
         try:
-            written.append(draw(model, out / f"model - {name}.png"))
+            draw(model, path)
         except CnnlabError as error:
             warnings.warn(str(error), stacklevel=2)
+        else:
+            written.append(path)
     return written

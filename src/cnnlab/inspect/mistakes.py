@@ -24,7 +24,7 @@ from cnnlab.inspect.figures import (
     message_figure,
     new_figure,
     plain,
-    save_figure,
+    saved_if,
     shorten_middle,
     styled,
 )
@@ -128,13 +128,13 @@ def confused_pairs_figure(
 def plot_confused_pairs(
     model: torch.nn.Module,
     dataset: ImageDataset,
-    path: str | Path,
+    path: str | Path | None = None,
     pairs: int = 3,
     per_pair: int = 4,
     samples: dict | None = None,
-) -> Path:
-    """Writes :func:`confused_pairs_figure` as a PNG to ``path``."""
-    return save_figure(confused_pairs_figure(model, dataset, pairs, per_pair, samples), path)
+) -> Figure:
+    """The :func:`confused_pairs_figure`; with ``path``, also written to that PNG file."""
+    return saved_if(confused_pairs_figure(model, dataset, pairs, per_pair, samples), path)
 
 
 @styled
@@ -209,10 +209,10 @@ def worst_cases_figure(
 def plot_worst_cases(
     model: torch.nn.Module,
     dataset: ImageDataset,
-    path: str | Path,
+    path: str | Path | None = None,
     count: int = 16,
     columns: int = 4,
     samples: dict | None = None,
-) -> Path:
-    """Writes :func:`worst_cases_figure` as a PNG to ``path``."""
-    return save_figure(worst_cases_figure(model, dataset, count, columns, samples), path)
+) -> Figure:
+    """The :func:`worst_cases_figure`; with ``path``, also written to that PNG file."""
+    return saved_if(worst_cases_figure(model, dataset, count, columns, samples), path)

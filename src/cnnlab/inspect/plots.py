@@ -27,7 +27,7 @@ from cnnlab.inspect.figures import (
     message_figure,
     new_figure,
     plain,
-    save_figure,
+    saved_if,
     styled,
     tile_grid,
 )
@@ -90,10 +90,10 @@ def samples_figure(dataset: ImageDataset, per_class: int = 8, seed: int = 0) -> 
 
 
 def plot_samples(
-    dataset: ImageDataset, path: str | Path, per_class: int = 8, seed: int = 0
-) -> Path:
-    """Writes :func:`samples_figure` as a PNG to ``path``."""
-    return save_figure(samples_figure(dataset, per_class, seed), path)
+    dataset: ImageDataset, path: str | Path | None = None, per_class: int = 8, seed: int = 0
+) -> Figure:
+    """The :func:`samples_figure`; with ``path``, also written to that PNG file."""
+    return saved_if(samples_figure(dataset, per_class, seed), path)
 
 
 # ------------------------------------------------------------------------------ counts
@@ -155,10 +155,10 @@ def class_counts_figure(
 
 def plot_class_counts(
     datasets: Mapping[str, ImageDataset | None] | Mapping[str, Mapping[str, int]],
-    path: str | Path,
-) -> Path:
-    """Writes :func:`class_counts_figure` as a PNG to ``path``."""
-    return save_figure(class_counts_figure(datasets), path)
+    path: str | Path | None = None,
+) -> Figure:
+    """The :func:`class_counts_figure`; with ``path``, also written to that PNG file."""
+    return saved_if(class_counts_figure(datasets), path)
 
 
 # ------------------------------------------------------------------------------ intensities
@@ -222,9 +222,11 @@ def intensity_histograms_figure(dataset: ImageDataset, bins: int = 30) -> Figure
     return figure
 
 
-def plot_intensity_histograms(dataset: ImageDataset, path: str | Path, bins: int = 30) -> Path:
-    """Writes :func:`intensity_histograms_figure` as a PNG to ``path``."""
-    return save_figure(intensity_histograms_figure(dataset, bins), path)
+def plot_intensity_histograms(
+    dataset: ImageDataset, path: str | Path | None = None, bins: int = 30
+) -> Figure:
+    """The :func:`intensity_histograms_figure`; with ``path``, also written to that PNG file."""
+    return saved_if(intensity_histograms_figure(dataset, bins), path)
 
 
 # ------------------------------------------------------------------------------ training
@@ -310,11 +312,11 @@ def learning_curves_figure(
 
 def plot_learning_curves(
     history: str | Path | Sequence[Mapping[str, object]],
-    path: str | Path,
+    path: str | Path | None = None,
     best_epoch: int | None = None,
-) -> Path:
-    """Writes :func:`learning_curves_figure` as a PNG to ``path``."""
-    return save_figure(learning_curves_figure(history, best_epoch), path)
+) -> Figure:
+    """The :func:`learning_curves_figure`; with ``path``, also written to that PNG file."""
+    return saved_if(learning_curves_figure(history, best_epoch), path)
 
 
 def _mark_best(ax, rows: list[dict], metric: str, best_epoch: int) -> None:
@@ -360,7 +362,7 @@ def epoch_times_figure(history: str | Path | Sequence[Mapping[str, object]]) -> 
 
 
 def plot_epoch_times(
-    history: str | Path | Sequence[Mapping[str, object]], path: str | Path
-) -> Path:
-    """Writes :func:`epoch_times_figure` as a PNG to ``path``."""
-    return save_figure(epoch_times_figure(history), path)
+    history: str | Path | Sequence[Mapping[str, object]], path: str | Path | None = None
+) -> Figure:
+    """The :func:`epoch_times_figure`; with ``path``, also written to that PNG file."""
+    return saved_if(epoch_times_figure(history), path)

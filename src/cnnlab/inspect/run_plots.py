@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError
@@ -27,35 +28,32 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     out = Path(out) if out is not None else run.path / "plots"
     out.mkdir(parents=True, exist_ok=True)
     best = run.run.get("best_epoch")
-    written = [
-        plots.plot_learning_curves(run.history, out / "learning_curves.png", best_epoch=best),
-        plots.plot_epoch_times(run.history, out / "epoch_times.png"),
-    ]
+    written: list[Path] = []
+
+    def draw(plot: Callable[..., object], name: str, *args: object, **options: object) -> None:
+        plot(*args, out / name, **options)
+        written.append(out / name)
+
+    draw(plots.plot_learning_curves, "learning_curves.png", run.history, best_epoch=best)
+    draw(plots.plot_epoch_times, "epoch_times.png", run.history)
     subsets = {
         name: m for name, m in run.metrics.items() if isinstance(m, dict) and "confusion" in m
     }
     counts = {
         name: {c: v["support"] for c, v in m["per_class"].items()} for name, m in subsets.items()
     }
-    written.append(plots.plot_class_counts(counts, out / "class_counts.png"))
+    draw(plots.plot_class_counts, "class_counts.png", counts)
     for name, metrics in subsets.items():
-        written.append(
-            plot_confusion_pair(
-                metrics["confusion"], list(metrics["per_class"]), out / f"confusion_{name}.png"
-            )
-        )
+        names = list(metrics["per_class"])
+        draw(plot_confusion_pair, f"confusion_{name}.png", metrics["confusion"], names)
     try:
         split = load_run_split(run.path)
     except CnnlabError as error:
         warnings.warn(f"no pictures of images: {error}", stacklevel=2)
         return written
     shown = split.test or split.valid or split.train
-    written.append(plots.plot_samples(split.train, out / "samples.png"))
+    draw(plots.plot_samples, "samples.png", split.train)
     samples = mistakes.sample_results(model, shown)
-    written.append(
-        mistakes.plot_worst_cases(model, shown, out / "worst_cases.png", samples=samples)
-    )
-    written.append(
-        mistakes.plot_confused_pairs(model, shown, out / "confused_pairs.png", samples=samples)
-    )
+    draw(mistakes.plot_worst_cases, "worst_cases.png", model, shown, samples=samples)
+    draw(mistakes.plot_confused_pairs, "confused_pairs.png", model, shown, samples=samples)
     return written

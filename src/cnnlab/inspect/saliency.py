@@ -29,7 +29,13 @@ from torch import nn
 from cnnlab.errors import CnnlabError
 from cnnlab.inspect.activations import as_batch, class_labels, does_not_fit, model_name
 from cnnlab.inspect.display import to_display
-from cnnlab.inspect.figures import SMALL_SIZE, SUPTITLE_SIZE, new_figure, save_figure, styled
+from cnnlab.inspect.figures import (
+    SMALL_SIZE,
+    SUPTITLE_SIZE,
+    new_figure,
+    saved_if,
+    styled,
+)
 from cnnlab.inspect.filters import conv_layers
 
 GRAD_CAM = "Grad-CAM"
@@ -181,9 +187,9 @@ def saliency_figure(
 def plot_saliency(
     model: nn.Module,
     image: torch.Tensor | np.ndarray,
-    path: str | Path,
+    path: str | Path | None = None,
     class_names: Sequence[str] | None = None,
     target: int | None = None,
-) -> Path:
-    """Writes :func:`saliency_figure` as a PNG to ``path``."""
-    return save_figure(saliency_figure(model, image, class_names, target), path)
+) -> Figure:
+    """The :func:`saliency_figure`; with ``path``, also written to that PNG file."""
+    return saved_if(saliency_figure(model, image, class_names, target), path)

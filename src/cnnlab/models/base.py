@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from cnnlab import views
+
 
 class Standardize(nn.Module):
     """Per-channel z-score with fixed (not learned) statistics."""
@@ -74,3 +76,10 @@ class ImageClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the layer table (shapes, parameters) and the network graph as SVG.
+
+        The plain ``repr`` stays PyTorch's module tree, which is what PyTorch users expect.
+        """
+        return views.render("model.html", self)

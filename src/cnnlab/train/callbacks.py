@@ -18,12 +18,13 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
-from tqdm.auto import tqdm
 
+from cnnlab.errors import CnnlabError
 from cnnlab.files import naming
+from cnnlab.train.progress import bar_kind, open_bar
 
 HISTORY_COLUMNS = (
     "epoch",
@@ -90,7 +91,7 @@ class CallbackList:
     def __init__(self, callbacks: Iterable[object]) -> None:
         self.callbacks = list(callbacks)
         self._has = {
-            hook: [getattr(c, hook) for c in self.callbacks if hasattr(c, hook)] for hook in HOOKS
+            hook: [getattr(c, hook) for c in self.callbacks if _defines(c, hook)] for hook in HOOKS
         }
 
     def wants(self, hook: str) -> bool:
@@ -106,6 +107,16 @@ class CallbackList:
             method(logs)
 
 
+def _defines(callback: object, hook: str) -> bool:
+    """Whether ``callback`` has ``hook`` of its own, not :class:`Callback`'s empty one.
+
+    A batch hook makes the loop read the loss back at every step, which on a GPU waits for the
+    device; a callback that only inherits the empty hook should not cost that.
+    """
+    method = getattr(callback, hook, None)
+    return method is not None and getattr(method, "__func__", None) is not getattr(Callback, hook)
+
+
 def improved(value: float | None, best: float | None, monitor: str) -> bool:
     """Whether ``value`` beats ``best`` for this metric (accuracy up, loss down)."""
     if value is None or not math.isfinite(value):
@@ -115,50 +126,110 @@ def improved(value: float | None, best: float | None, monitor: str) -> bool:
     return value > best if monitor.endswith("accuracy") else value < best
 
 
-class ProgressBar(Callback):
-    """A tqdm bar over each epoch's batches and one summary line per epoch.
+def epoch_line(logs: dict, epochs: int) -> str:
+    """The one-line summary of an epoch: ``epoch   3/10  loss 0.2100  acc 0.9300  ...``."""
+    return f"epoch {logs['epoch']:>3}/{epochs}  {epoch_figures(logs)}"
 
-    The bar draws only on a terminal; the epoch line is always printed, so logs of unattended
-    runs still show every epoch.
-    """
 
-    def __init__(self, stream=None) -> None:
-        self.stream = stream or sys.stderr
-        self.bar = None
-
-    def on_epoch_start(self, logs: dict) -> None:
-        self.bar = tqdm(
-            total=self.context.steps_per_epoch,
-            desc=f"epoch {logs['epoch']}/{self.context.epochs}",
-            leave=False,
-            unit="batch",
-            file=self.stream,
-            disable=None,
-            dynamic_ncols=True,
-        )
-
-    def on_batch_end(self, logs: dict) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
-            if "loss" in logs and logs["batch"] % 20 == 0:
-                self.bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False)
-
-    def on_epoch_end(self, logs: dict) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-        parts = [f"epoch {logs['epoch']:>3}/{self.context.epochs}"]
+def epoch_figures(logs: dict) -> str:
+    """An epoch's losses, accuracies, learning rate and time, as its line and bar show them."""
+    parts = [
+        f"{label} {logs[key]:.4f}"
         for key, label in (
             ("train_loss", "loss"),
             ("train_accuracy", "acc"),
             ("valid_loss", "val_loss"),
             ("valid_accuracy", "val_acc"),
-        ):
-            if logs.get(key) is not None:
-                parts.append(f"{label} {logs[key]:.4f}")
-        parts.append(f"lr {logs['lr']:.3g}")
-        parts.append(f"{logs['seconds']:.1f}s")
-        print("  ".join(parts), file=self.stream, flush=True)
+        )
+        if logs.get(key) is not None
+    ]
+    parts += [f"lr {logs['lr']:.3g}", f"{logs['seconds']:.1f}s"]
+    return "  ".join(parts)
+
+
+class EpochLog(Callback):
+    """One line per epoch (Keras's ``verbose=2``), on ``stream`` or else the current stdout.
+
+    It has no batch hook, so the loop need not read the loss back from a GPU at every step.
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream
+
+    @property
+    def out(self) -> TextIO:
+        # Looked up when used, so that a redirection made after construction applies.
+        return self.stream or sys.stdout
+
+    def on_epoch_end(self, logs: dict) -> None:
+        print(epoch_line(logs, self.context.epochs), file=self.out, flush=True)
+
+
+class ProgressBar(EpochLog):
+    """A bar over each epoch's batches with the running loss and accuracy (Keras's
+    ``verbose=1``), closed with the epoch's summary.
+
+    In Jupyter the bar is tqdm's widget, which stays as the epoch's record; on a terminal a text
+    bar that the epoch's line replaces; anywhere else (a log, a pipe, a notebook without
+    ipywidgets) only the line. See :func:`cnnlab.train.progress.bar_kind`.
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(stream)
+        self.kind = bar_kind(self.out)
+        self.bar = None
+        self._seen = self._loss = self._hits = 0.0
+
+    def on_epoch_start(self, logs: dict) -> None:
+        if self.kind is None:
+            return
+        self._seen = self._loss = self._hits = 0.0
+        description = f"epoch {logs['epoch']}/{self.context.epochs}"
+        self.bar = open_bar(self.kind, self.out, self.context.steps_per_epoch, description)
+
+    def on_batch_end(self, logs: dict) -> None:
+        if self.bar is None:
+            return
+        size = logs["size"]
+        self._seen += size
+        self._loss += logs["loss"] * size
+        self._hits += logs.get("accuracy", 0.0) * size
+        running = f"loss {self._loss / self._seen:.4f}"
+        if "accuracy" in logs:
+            running += f"  acc {self._hits / self._seen:.4f}"
+        # tqdm redraws at most ten times a second; the postfix waits for the next redraw.
+        self.bar.set_postfix_str(running, refresh=False)
+        self.bar.update(1)
+
+    def on_epoch_end(self, logs: dict) -> None:
+        bar, self.bar = self.bar, None
+        if bar is None:
+            super().on_epoch_end(logs)
+        elif self.kind == "widget":
+            # The widget keeps the summary; a printed line as well would show the epoch twice.
+            bar.set_postfix_str(epoch_figures(logs), refresh=False)
+            bar.close()
+        else:
+            bar.close()
+            super().on_epoch_end(logs)
+
+
+def progress(verbose: int, stream: TextIO | None = None) -> EpochLog | None:
+    """The progress callback of :func:`~cnnlab.train.fit`'s ``verbose``: 0 none, 1 a bar per
+    epoch where one can be drawn, 2 (and 1 anywhere else) a line per epoch.
+
+    Only a drawn bar has a batch hook: in a log, a GPU is not made to wait at every step.
+    """
+    if verbose not in (0, 1, 2):
+        raise CnnlabError(
+            f"verbose must be 0 (silent), 1 (a bar per epoch) or 2 (a line per epoch), "
+            f"not {verbose!r}"
+        )
+    if verbose == 0:
+        return None
+    if verbose == 1 and bar_kind(stream or sys.stdout) is not None:
+        return ProgressBar(stream)
+    return EpochLog(stream)
 
 
 class CSVLogger(Callback):

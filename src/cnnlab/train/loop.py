@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab import views
 from cnnlab.data.dataset import ImageDataset, Normalizer
 from cnnlab.errors import CnnlabError, TrainingDiverged
 from cnnlab.evaluate.evaluate import INFERENCE_BATCH, check_compatible
@@ -28,7 +29,9 @@ from cnnlab.train.callbacks import (
     BestWeights,
     CallbackList,
     EarlyStopping,
+    EpochLog,
     TrainContext,
+    progress,
 )
 from cnnlab.train.checkpoint import (
     config_digest,
@@ -57,6 +60,28 @@ class History:
 
     def column(self, name: str) -> list:
         return [row.get(name) for row in self.rows]
+
+    def __repr__(self) -> str:
+        """One line: ``History(12 epochs, best epoch 9: valid accuracy 98.1%, 4.2 s)``."""
+        parts = [f"{len(self.rows)} epoch" + ("" if len(self.rows) == 1 else "s")]
+        best = next((r for r in self.rows if r.get("epoch") == self.best_epoch), None)
+        if best is not None:
+            subset = "valid" if best.get("valid_accuracy") is not None else "train"
+            parts.append(
+                f"best epoch {self.best_epoch}: {subset} accuracy {best[f'{subset}_accuracy']:.1%}"
+            )
+        if self.stop_reason:
+            parts.append(f"stopped: {self.stop_reason}")
+        parts.append(f"{self.seconds:.1f} s")
+        return f"History({', '.join(parts)})"
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the learning curves and the table of epochs."""
+        return views.render("history.html", self)
+
+    def plot(self):
+        """The learning curves (loss and accuracy per epoch, best epoch marked) as a Figure."""
+        return views.render("history.figure", self)
 
 
 def fit_normalizer(train: ImageDataset, mode: str = "zscore") -> Normalizer:
@@ -179,6 +204,7 @@ def fit(
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     initial_state: Mapping[str, torch.Tensor] | None = None,
+    verbose: int = 1,
     **options: object,
 ) -> History:
     """Train ``model`` on ``train``, validating on ``valid`` after every epoch.
@@ -196,7 +222,11 @@ def fit(
     parameters are all frozen keep their running statistics too (:func:`frozen_norms`).
     At the end the model holds the weights of its best epoch (lowest validation loss, or the
     config's ``monitor``); the returned :class:`History` says which epoch that was.
+    ``verbose`` as in Keras: 0 silent, 1 a progress bar per epoch (a widget in Jupyter, a text
+    bar on a terminal, one line per epoch anywhere else), 2 one line per epoch; on stdout, and
+    not at all when ``callbacks`` hold an :class:`~cnnlab.train.callbacks.EpochLog` of their own.
     """
+    shown = progress(verbose)  # checks verbose before anything runs
     config = dataclasses.replace(config or TrainConfig(), **options).resolved(len(train))
     config.validate()
     device = resolve_device(config.device)
@@ -236,6 +266,8 @@ def fit(
     schedule = Schedule(optimizer, config, steps, monitor)
     best = BestWeights(monitor, restore=config.keep == "best")
     stopper = EarlyStopping(monitor, config.patience) if config.patience else None
+    if shown is not None and not any(isinstance(c, EpochLog) for c in callbacks):
+        callbacks = [*callbacks, shown]
     hooks = CallbackList([best, *([stopper] if stopper else []), *callbacks])
     state = TrainingState(Path(checkpoint_dir), config) if checkpoint_dir else None
     history = History()
@@ -291,12 +323,14 @@ def fit(
                 optimizer.step()
                 schedule.batch_end()
                 loss_sum += loss.detach().double() * len(index)
-                correct += (logits.detach().argmax(1) == y).sum()
+                hits = (logits.detach().argmax(1) == y).sum()
+                correct += hits
                 if track_loss:
-                    value = loss.item()
+                    value = loss.item()  # a GPU sync point: the step must finish first
                     if not math.isfinite(value):
                         _diverged(epoch, step, config)
                     batch_logs["loss"] = value
+                    batch_logs["accuracy"] = hits.item() / len(index)
                     hooks("on_batch_end", batch_logs)
             train_loss, train_accuracy = float(loss_sum) / n, int(correct) / n
             if not math.isfinite(train_loss):

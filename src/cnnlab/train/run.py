@@ -31,7 +31,7 @@ from cnnlab.models import create_model, model_info, parse_model_options
 from cnnlab.runs import folder as runs
 from cnnlab.runs.reading import load_run_split
 from cnnlab.train import finetune
-from cnnlab.train.callbacks import CSVLogger, ProgressBar
+from cnnlab.train.callbacks import CSVLogger, progress
 from cnnlab.train.checkpoint import read_checkpoint_meta
 from cnnlab.train.finish import finish_run, format_subset_table, print_result, write_run_report
 from cnnlab.train.freeze import freeze
@@ -354,7 +354,9 @@ def _run(
         folder / runs.CONFIG, _describe(config, split, finetune.describe(start, model, config))
     )
 
-    hooks: list[object] = [] if config.quiet else [ProgressBar(sys.stderr)]
+    # A bar on a terminal, one line per epoch in a log; on stderr, so that stdout keeps only
+    # the results.
+    hooks: list[object] = [] if config.quiet else [progress(1, sys.stderr)]
     hooks.append(CSVLogger(folder / "history.csv"))
     if config.tensorboard:
         from cnnlab.train.tensorboard import TensorBoardLogger
@@ -375,6 +377,7 @@ def _run(
         checkpoint_dir=folder / runs.CHECKPOINTS,
         resume=resume,
         initial_state=start.state if start is not None else None,
+        verbose=0,  # the progress above, or nothing with --quiet
     )
     finish_run(folder, model, config, split, history)
     if config.report:
