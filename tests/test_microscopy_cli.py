@@ -258,7 +258,10 @@ def test_predict_field_replaces_its_csv_and_overlay_only_with_overwrite(lab, tmp
     before = state(tmp_path)
     code, out, err = cli(*base)
     assert (code, out) == (2, "")
-    assert err.startswith("cnnlab: error: --overlay ") and len(err.splitlines()) == 1
+    # The overlay beside the CSV was not asked for by a flag: the error names --out, the overlay
+    # file and both ways out.
+    assert err.startswith("cnnlab: error: --out ") and len(err.splitlines()) == 1
+    assert "overlay" in err and "--overwrite" in err and "--overlay" in err
     assert state(tmp_path) == before
 
     pred.write_text("old\n")

@@ -157,6 +157,10 @@ def test_summary_describes_mixed_data_instead_of_refusing(tmp_path):
     with pytest.warns(UserWarning, match="scaled"):
         converted = load_sources([str(root)], convert_bit_depth=True)
     assert "16-bit (1 8-bit image scaled to it) (int32)" in format_description(converted)
+    # `data summary --convert-bit-depth` asks for both: the data as training with it sees them.
+    with pytest.warns(UserWarning, match="scaled"):
+        both = load_sources([str(root)], convert_bit_depth=True, allow_mixed_bit_depths=True)
+    assert format_description(both) == format_description(converted)
     with pytest.raises(CnnlabError, match="one bit depth"):
         load_sources([str(root)])
 

@@ -136,3 +136,18 @@ def test_skip_bad_leaves_out_images_without_finite_probabilities(tmp_path):
         ),
     )
     assert str(caught[-1].message) == f"skipped 1 of 2 files: {tmp_path / 'b extreme.tif'}"
+
+
+def test_an_image_too_small_for_the_model_is_refused_or_skipped(model16, crops):
+    paths, _ = crops
+    tiny = paths[0].parent / "tiny.tif"
+    tifffile.imwrite(tiny, np.full((4, 4), 30000, np.uint16))  # 28x28 needs 14x14 at least
+    with pytest.raises(CnnlabError, match=r"tiny\.tif: 4x4 pixels is too small .* 28x28"):
+        predict(model16, [*paths, tiny])
+    with pytest.warns(UserWarning, match="tiny.tif"):
+        table = predict(model16, [*paths, tiny], skip_bad=True)
+    assert len(table) == 3 and [path for path, _ in table.skipped] == [str(tiny)]
+    # Exactly half the input size is still accepted, as training accepts it.
+    edge = paths[0].parent / "edge.tif"
+    tifffile.imwrite(edge, np.full((14, 14), 30000, np.uint16))
+    assert len(predict(model16, [edge])) == 1

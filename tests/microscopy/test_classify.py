@@ -154,3 +154,17 @@ def test_writing_needs_a_writable_place(model, field, tmp_path):
         result.to_csv(tmp_path / "missing" / "p.csv")
     with pytest.raises(CnnlabError, match="cannot write the overlay"):
         result.write_overlay(tmp_path / "missing" / "p.png")
+
+
+def test_field_predictions_repr_is_one_short_line(model, field):
+    text = repr(classify_field(model, field.path, rois=field.rois))
+    assert text == "FieldPredictions(field.tif, 4 objects: 1cell 2, rien 2)"
+
+
+def test_an_object_too_small_for_the_model_is_left_out_with_its_reason(model, tmp_path):
+    # A 16x16 model takes crops of 8x8 and more; a 1-pixel speck with margin 2 is 5x5.
+    drawn = draw_field(tmp_path / "in", SHAPE, [ELLIPSES[0], (45, 60, 0.5, 0.5, 20_000)])
+    result = classify_field(model, drawn.path, labels=drawn.labels_path, margin=2)
+    assert len(result) == 1 and result.predicted == ("1cell",)
+    assert [(name, "5x5" in why) for name, why in result.skipped] == [("2", True)]
+    assert "skipped 1" in result.summary_text() or "left out" in result.summary_text()

@@ -207,3 +207,10 @@ def test_damaged_roi_sets_are_one_line_errors(tmp_path):
         assert f"{name}.zip" in str(error.value) and "\n" not in str(error.value)
     with pytest.raises(CnnlabError, match="no such ROI file"):
         objects_from_rois(tmp_path / "missing.zip", (30, 30))
+
+
+def test_an_image_without_background_is_not_taken_for_labels():
+    # The field itself (bright everywhere) given as --labels would make thousands of "objects".
+    field = np.random.default_rng(0).integers(19_000, 60_000, size=(40, 50), dtype=np.uint16)
+    with pytest.raises(CnnlabError, match=r"no background pixel \(0\).*field itself"):
+        objects_from_labels(field)

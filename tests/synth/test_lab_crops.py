@@ -214,7 +214,14 @@ def test_refuses_non_empty_out_and_overwrite_keeps_user_files(tmp_path: Path) ->
         synth_bacteria(out, per_class=2)
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
+    # --overwrite does not write among files synth did not make (a user's folder, a run).
+    with pytest.raises(CnnlabError, match=r"did not write.*choose another folder"):
+        synth_bacteria(out, per_class=2, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+    (out / "notes.txt").unlink()
     synth_bacteria(out, per_class=3, overwrite=True)
+    (out / "notes.txt").write_text("mine")
     (out / "rien" / "my own crop.tif").write_bytes(b"user data")
     counts = synth_bacteria(out, per_class=2, seed=1, overwrite=True)
     assert counts == dict.fromkeys(CLASSES, 2)

@@ -13,6 +13,7 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
 from cnnlab.cli import data, deploy, look, microscopy, train, use
 from cnnlab.errors import CnnlabError, describe_os_error
@@ -22,8 +23,26 @@ from cnnlab.version import __version__
 GROUPS = (data, microscopy, train, use, look, deploy)
 
 
+class CommandParser(argparse.ArgumentParser):
+    """argparse with cnnlab's error policy, for the command and every subcommand.
+
+    A mistyped value or flag gets one line naming it and exit code 2, like every other user
+    error, instead of a usage block. Flags are never abbreviated: argparse would otherwise read
+    ``--channel`` as ``--channels`` where only the latter exists, and answer about the wrong one.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        print(f"cnnlab: error: {message}; see '{self.prog} --help'", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    # Subparsers are made with the parser's own class, so they share its error policy.
+    parser = CommandParser(
         prog="cnnlab",
         description="Train, inspect and use small-image CNN classifiers (MNIST, microscopy crops).",
     )

@@ -90,13 +90,19 @@ def _predict(args: argparse.Namespace) -> int:
         "margin",
         "size",
         "channel",
-        "plane",
         "position",
         "time",
     ):
         if getattr(args, flag) is not None:
             raise CnnlabError(f"--{flag} is for a whole field: add --field FIELD or leave it out")
-    table = predict(_model(args.model), args.paths, pattern=args.pattern, skip_bad=args.skip_bad)
+    # --plane also chooses the plane of TIFF stacks among image files, as in training.
+    table = predict(
+        _model(args.model),
+        args.paths,
+        pattern=args.pattern,
+        skip_bad=args.skip_bad,
+        plane=args.plane,
+    )
     if out:
         table.to_csv(out)
         skipped = f" ({len(table.skipped)} files skipped)" if table.skipped else ""
@@ -136,9 +142,12 @@ def _predict_field(args: argparse.Namespace, out: Path | None) -> int:
             raise CnnlabError(f"--overlay {args.overlay}: the overlay is a PNG; name it *.png")
         overlay = check_out_file("--overlay", args.overlay, args.overwrite, "field.png")
     elif out:
-        overlay = check_out_file(
-            "--overlay", str(default_overlay_path(out)), args.overwrite, "field.png"
-        )
+        overlay = default_overlay_path(out)
+        if overlay.exists() and not args.overwrite:
+            raise CnnlabError(
+                f"--out {out}: its overlay picture {overlay} exists; pass --overwrite, or "
+                "--overlay OTHER.png to put the picture elsewhere"
+            )
     result = classify_field(
         _model(args.model),
         args.field,

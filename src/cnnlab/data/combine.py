@@ -69,12 +69,13 @@ def unify(
     arrays = [d.array for d in decoded]
     if len(counts) > 1:
         problem = _mixed_depths(decoded, paths, counts)
-        if allow_mixed_bit_depths:
-            meta["mixed_bit_depths"] = problem
-        elif not convert_bit_depth or " float" in "".join(counts):
-            raise CnnlabError(problem)
-        else:
+        convertible = convert_bit_depth and " float" not in "".join(counts)
+        if convertible:  # asked for: describing the data shows it as training will see it
             arrays, meta["converted_bit_depth"] = _scale_all(decoded, paths, counts)
+        elif allow_mixed_bit_depths:
+            meta["mixed_bit_depths"] = problem
+        else:
+            raise CnnlabError(problem)
     bit_depth = max(d.bit_depth for d in decoded)
     dtype = _common_dtype({array.dtype for array in arrays})
     if len({array.shape for array in arrays}) == 1:

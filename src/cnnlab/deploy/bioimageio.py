@@ -273,7 +273,15 @@ def _sample_images(model: nn.Module, run: Path, metrics: dict) -> tuple[torch.Te
     The run's data are re-read from its config.json as the report does; the first image is the
     package's test input.
     """
-    split = load_run_split(run, quiet=True)
+    try:
+        split = load_run_split(run, quiet=True)
+    except CnnlabError as error:
+        # The package needs real images of the run's data; without them, say so plainly.
+        raise CnnlabError(
+            f"--format bioimageio needs the images {run} was trained on, for the package's test "
+            f"image and cover, and they cannot be read: {error}. Put the data back where the run "
+            "found it, or export --format onnx or torchscript, which need only the model"
+        ) from None
     subsets = dict(split.items())
     subset = headline_subset(metrics) if metrics else "train"
     if subset not in subsets:

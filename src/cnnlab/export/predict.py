@@ -26,6 +26,7 @@ from cnnlab import views
 from cnnlab.data.channels import convert_array
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.data.imageio import IMAGE_EXTENSIONS, read_array, tensor_dtype
+from cnnlab.data.sources import MAX_UPSCALE
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import predict_proba
 from cnnlab.evaluate.evaluate import INFERENCE_BATCH
@@ -156,10 +157,15 @@ def collect_images(paths: Sequence[str | Path], pattern: str | None = None) -> l
 
 
 def prepare_images(
-    model: nn.Module, files: Sequence[str | Path], *, skip_bad: bool = False
+    model: nn.Module,
+    files: Sequence[str | Path],
+    *,
+    skip_bad: bool = False,
+    plane: int | None = None,
 ) -> ImageDataset:
     """Reads files and converts them to the model's channels, size and value range.
 
+    ``plane`` chooses the plane of multi-plane TIFF stacks (which are refused without it).
     A file that cannot be read, or does not fit the model (bit depth, channels), is an error
     naming it; with ``skip_bad`` it is left out with a warning, and listed with its reason in
     ``dataset.meta["skipped"]`` as ``(path, reason)`` pairs.
@@ -167,7 +173,7 @@ def prepare_images(
     inputs: list[_Input] = []
     for file in files:
         try:
-            array, depth = read_array(file)
+            array, depth = read_array(file, plane=plane)
         except CnnlabError as error:
             if not skip_bad:
                 raise
@@ -258,6 +264,21 @@ def _array_of(image: np.ndarray | torch.Tensor, name: str, bit_depth: int) -> np
     return array
 
 
+def size_problem(model: nn.Module, height: int, width: int) -> str | None:
+    """Why an image of ``height`` x ``width`` is too small for ``model``, or None.
+
+    The rule training applies to ``--size``: enlarging more than :data:`MAX_UPSCALE` times
+    invents the detail the model looks at, so its answer would be a confident guess.
+    """
+    model_height, model_width = (int(side) for side in model.input_size)
+    if height * MAX_UPSCALE < model_height or width * MAX_UPSCALE < model_width:
+        return (
+            f"{height}x{width} pixels is too small for the model's {model_height}x{model_width} "
+            f"input (more than {MAX_UPSCALE:g}x enlargement)"
+        )
+    return None
+
+
 def _prepare(model: nn.Module, inputs: list[_Input], skip_bad: bool) -> ImageDataset:
     """Checks each image against the model, converts its channels, and resizes them all."""
     trained_depth = getattr(model, "bit_depth", None)
@@ -279,6 +300,11 @@ def _prepare(model: nn.Module, inputs: list[_Input], skip_bad: bool) -> ImageDat
                 raise CnnlabError(
                     f"{item.name}: {error}; the model takes {model.in_chans} channels"
                 ) from None
+            problem = size_problem(model, *array.shape[-2:])
+            if problem:
+                raise CnnlabError(
+                    f"{item.name}: {problem}; give a larger image, or --skip-bad to leave it out"
+                )
         except CnnlabError as error:
             if not skip_bad:
                 raise
@@ -331,8 +357,11 @@ def predict(
     batch_size: int = INFERENCE_BATCH,
     device: str = "cpu",
     skip_bad: bool = False,
+    plane: int | None = None,
 ) -> PredictionTable:
     """Class probabilities for image files or folders, with a loaded cnnlab model.
+
+    ``plane`` chooses the plane of multi-plane TIFF stacks, as ``--plane`` does for training.
 
     With ``skip_bad``, files that cannot be read or do not fit the model (bit depth,
     channels), and images for which it gives no finite probabilities, are left out: each is
@@ -342,7 +371,7 @@ def predict(
     if isinstance(paths, str | Path):
         paths = [paths]
     files = collect_images(paths, pattern)
-    dataset = prepare_images(model, files, skip_bad=skip_bad)
+    dataset = prepare_images(model, files, skip_bad=skip_bad, plane=plane)
     return _classify(model, dataset, len(files), "file", batch_size, device, skip_bad)
 
 

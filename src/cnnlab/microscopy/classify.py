@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from cnnlab.evaluate.evaluate import INFERENCE_BATCH
-from cnnlab.export.predict import PredictionTable, predict_arrays, write_table
+from cnnlab.export.predict import PredictionTable, predict_arrays, size_problem, write_table
 from cnnlab.microscopy.cutting import Crop, field_crops, require_crops
 from cnnlab.microscopy.formats import Field
 from cnnlab.microscopy.overlay import render_overlay, write_png
@@ -28,7 +28,7 @@ from cnnlab.microscopy.overlay import render_overlay, write_png
 _POSITION = ("id", "name", "y", "x", "top", "left", "bottom", "right", "area")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class FieldPredictions:
     """The model's answer for each object of a field, with what is needed to show it."""
 
@@ -40,6 +40,12 @@ class FieldPredictions:
     @property
     def class_names(self) -> tuple[str, ...]:
         return self.table.class_names
+
+    def __repr__(self) -> str:
+        # One line: the crops and masks it holds would fill a notebook cell otherwise.
+        counts = ", ".join(f"{name} {n}" for name, n in self.counts().items())
+        skipped = f"; {len(self.skipped)} left out" if self.skipped else ""
+        return f"FieldPredictions({self.field.label}, {len(self)} objects: {counts}{skipped})"
 
     @property
     def predicted(self) -> tuple[str, ...]:
@@ -164,6 +170,19 @@ def classify_field(
         channel=channel, plane=plane, position=position, time=time,
     )  # fmt: skip
     require_crops(cut, "classify")
+    # An object too small for the model's input (a speck of noise in a label image) is left
+    # out with its reason, as objects at the border are, rather than stopping the whole field.
+    small = {id(crop): size_problem(model, *crop.image.shape[:2]) for crop in cut.crops}
+    if any(small.values()):
+        cut = replace(
+            cut,
+            crops=[crop for crop in cut.crops if not small[id(crop)]],
+            skipped=[
+                *cut.skipped,
+                *((crop.object.name, small[id(crop)]) for crop in cut.crops if small[id(crop)]),
+            ],
+        )
+        require_crops(cut, "classify")
     table = predict_arrays(
         model,
         [crop.image for crop in cut.crops],

@@ -119,6 +119,13 @@ def check_labels(labels: np.ndarray, name: str) -> np.ndarray:
             f"{name}: negative label {int(labels.min())}; labels are 0 (background) or a "
             "positive object number"
         )
+    if labels.size and not (labels == 0).any():
+        # Every object is surrounded by background somewhere; an image without a single 0 is
+        # almost surely an intensity image (the field itself) given as labels.
+        raise CnnlabError(
+            f"{name}: has no background pixel (0), so it is not a label image (is it the field "
+            "itself?); give the image where 0 is background and k marks object k"
+        )
     return labels
 
 

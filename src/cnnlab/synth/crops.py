@@ -136,6 +136,13 @@ def _check_out(out: Path, overwrite: bool) -> None:
         raise CnnlabError(
             f"{out} exists and is not empty; choose another folder or pass --overwrite"
         )
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST_NAME).is_file():
+        # Without the manifest, this is not a folder synth made: crops written among a user's
+        # files (or into a run folder) would mix with them, and could replace some.
+        raise CnnlabError(
+            f"{out} holds files that cnnlab synth did not write; --overwrite only replaces a "
+            "folder made by cnnlab synth bacteria: choose another folder"
+        )
     for name in CLASSES:
         folder = out / name
         if folder.exists() and not folder.is_dir():
