@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint browser bench notebooks clean
+.PHONY: demo test lint browser postgres bench notebooks clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples
 
-test: lint browser
+test: lint browser postgres
 	$(BIN)/python -m pytest
 
 # The report is tested in a real browser: Debian's Chromium, installed when root can install it.
@@ -29,6 +29,14 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "chromium is not installed: the report's browser test will be skipped"
+
+# The sweep's shared-storage test starts a real PostgreSQL server of its own (initdb and pg_ctl
+# into a temporary folder, on a free port of 127.0.0.1): Debian's server, installed when root
+# can install it. Without it that test is skipped and says why.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null 2>&1; } || \
+	  echo "PostgreSQL is not installed: the sweep's PostgreSQL test will be skipped"
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

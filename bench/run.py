@@ -143,8 +143,36 @@ if pid == 0:
 _, status, usage = os.wait4(pid, 0)
 seconds = time.perf_counter() - start
 with open(sys.argv[1], "w") as out:
-    out.write(f"{os.waitstatus_to_exitcode(status)} {seconds} {usage.ru_maxrss}")
+    cpu = usage.ru_utime + usage.ru_stime
+    out.write(f"{os.waitstatus_to_exitcode(status)} {seconds} {usage.ru_maxrss} {cpu}")
 """
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One child process: its exit code, wall seconds, peak resident bytes and CPU seconds
+    (user + system: what the work cost, less sensitive than wall time to other load)."""
+
+    code: int
+    wall: float
+    peak: int
+    cpu: float
+
+
+def measure_child(command: list[str], env: dict[str, str], log: Path) -> Measured:
+    """:func:`run_measured` with the child's CPU seconds too."""
+    result = log.with_suffix(".measured")
+    with log.open("wb") as output:
+        subprocess.run(
+            [sys.executable, "-c", LAUNCHER, str(result), *command],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=env,
+            check=False,
+        )
+    code, seconds, kib, cpu = result.read_text().split()
+    result.unlink()
+    return Measured(int(code), float(seconds), int(kib) * 1024, float(cpu))
 
 
 def run_measured(command: list[str], env: dict[str, str], log: Path) -> tuple[int, float, int]:
@@ -156,18 +184,8 @@ def run_measured(command: list[str], env: dict[str, str], log: Path) -> tuple[in
     reads ``os.wait4``'s ``ru_maxrss`` (KiB on Linux) and the wall time of exactly that process.
     The output goes to ``log`` so a full pipe can never block the child.
     """
-    result = log.with_suffix(".measured")
-    with log.open("wb") as output:
-        subprocess.run(
-            [sys.executable, "-c", LAUNCHER, str(result), *command],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=env,
-            check=False,
-        )
-    code, seconds, kib = result.read_text().split()
-    result.unlink()
-    return int(code), float(seconds), int(kib) * 1024
+    measured = measure_child(command, env, log)
+    return measured.code, measured.wall, measured.peak
 
 
 # ------------------------------------------------------------------------------ the machine

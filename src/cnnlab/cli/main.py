@@ -15,12 +15,12 @@ import warnings
 from collections.abc import Sequence
 from typing import NoReturn
 
-from cnnlab.cli import data, deploy, look, microscopy, train, use
+from cnnlab.cli import data, deploy, look, microscopy, sweep, train, use
 from cnnlab.errors import CnnlabError, describe_os_error
 from cnnlab.version import __version__
 
 #: The command groups, in the order ``cnnlab --help`` lists their commands.
-GROUPS = (data, microscopy, train, use, look, deploy)
+GROUPS = (data, microscopy, train, sweep, use, look, deploy)
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -63,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = [part for part in extra if part.startswith("-")]
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    # The command as typed, for commands that start copies of themselves (train --nproc).
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _one_line_warning
     # Libraries (tifffile, PIL, ...) log through Python's logging; without a handler its last
     # resort prints their lines to stderr. cnnlab turns what matters into its own one-line
@@ -72,7 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The handler is not an option: take it out so commands see only their own flags.
         return vars(args).pop("handler")(args)
     except CnnlabError as error:
-        print(f"cnnlab: error: {error}", file=sys.stderr)
+        # The processes of a data-parallel run meet the same user errors: the first one tells.
+        if os.environ.get("RANK", "0") == "0":
+            print(f"cnnlab: error: {error}", file=sys.stderr)
         return error.exit_code
     except BrokenPipeError:
         # The reader of stdout went away (`cnnlab models | head`): nothing to say. Python
@@ -83,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cnnlab: error: {describe_os_error(error)}", file=sys.stderr)
         return CnnlabError.exit_code
     except KeyboardInterrupt as interrupt:
+        if os.environ.get("RANK", "0") != "0":
+            return 130  # the first process of a data-parallel run says how to go on
         hint = f"; {interrupt}" if str(interrupt) else ""
         print(f"cnnlab: interrupted{hint}", file=sys.stderr)
         return 130

@@ -44,11 +44,31 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
         help="finish an interrupted run, or with --epochs train a finished one further",
     )
     run.add_argument("--config", metavar="FILE", help="TOML file of options; flags override it")
+    run.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="train one model with N processes on this machine (data-parallel, as "
+        "'torchrun --nproc-per-node N -m cnnlab train ...')",
+    )
 
 
 def _train(args: argparse.Namespace) -> int:
-    from cnnlab.train.run import RunConfig, load_toml, resume_training, run_training
+    from cnnlab.train import distributed
+    from cnnlab.train.launch import check_nproc, launch, strip_nproc
+    from cnnlab.train.run import (
+        RunConfig,
+        check_run,
+        load_toml,
+        resume_training,
+        run_training,
+    )
 
+    argv, nproc = vars(args).pop("argv"), vars(args).pop("nproc")
+    if nproc is not None:
+        check_nproc(nproc)
+        if distributed.launched():
+            raise CnnlabError("--nproc: this process was started by torchrun already; leave it out")
     if args.resume:
         # A resumed run continues exactly as it was configured; other flags would be ignored.
         given = [
@@ -63,7 +83,12 @@ def _train(args: argparse.Namespace) -> int:
                 f"--resume continues a run as it was configured; {flag} cannot be changed "
                 "(only --epochs and --quiet can be given)"
             )
-        resume_training(args.resume, epochs=args.epochs, quiet=bool(args.quiet))
+        if nproc is not None and nproc > 1:
+            return launch(strip_nproc(argv), nproc)
+        try:
+            resume_training(args.resume, epochs=args.epochs, quiet=bool(args.quiet))
+        finally:
+            distributed.shutdown()
         return 0
     options = load_toml(args.config) if args.config else {}
     flags = {
@@ -71,5 +96,12 @@ def _train(args: argparse.Namespace) -> int:
         for k, v in vars(args).items()
         if k not in ("command", "config", "resume") and v is not None
     }
-    run_training(RunConfig.from_options({**options, **flags}))
+    config = RunConfig.from_options({**options, **flags})
+    if nproc is not None and nproc > 1:
+        check_run(config)  # a typo is told once, before any process starts
+        return launch(strip_nproc(argv), nproc)
+    try:
+        run_training(config)
+    finally:
+        distributed.shutdown()
     return 0

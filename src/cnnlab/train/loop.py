@@ -14,16 +14,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from cnnlab import views
 from cnnlab.data.dataset import ImageDataset, Normalizer
 from cnnlab.errors import CnnlabError, TrainingDiverged
 from cnnlab.evaluate.evaluate import INFERENCE_BATCH, check_compatible
-from cnnlab.runs.folder import target_of
 from cnnlab.train.callbacks import (
     HISTORY_COLUMNS,
     BestWeights,
@@ -33,17 +34,24 @@ from cnnlab.train.callbacks import (
     TrainContext,
     progress,
 )
-from cnnlab.train.checkpoint import (
-    config_digest,
-    load_checkpoint,
-    optimizer_from_parts,
-    optimizer_to_parts,
-    prefixed,
-    save_checkpoint,
+
+if TYPE_CHECKING:
+    from cnnlab.data.augment_online import OnTheFly
+from cnnlab.train import distributed
+from cnnlab.train.batches import (
+    AUGMENT_RNG,
+    Batches,
+    Validation,
+    augment_generator,
+    augmenter_for,
+    prediction_sums,
 )
+from cnnlab.train.checkpoint import load_checkpoint
 from cnnlab.train.config import TrainConfig
+from cnnlab.train.distributed import Shard, all_sum
 from cnnlab.train.freeze import frozen_norms
 from cnnlab.train.optim import Schedule, build_optimizer, initialize
+from cnnlab.train.state import TrainingState, restore
 
 
 @dataclass
@@ -116,7 +124,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-@torch.inference_mode()
 def loss_and_accuracy(
     model: nn.Module,
     images: torch.Tensor,
@@ -128,69 +135,9 @@ def loss_and_accuracy(
 
     The loss is smoothed as the training loss is, so that the two curves compare.
     """
-    was_training = model.training
-    model.eval()
-    total_loss = torch.zeros((), dtype=torch.float64, device=images.device)
-    correct = torch.zeros((), dtype=torch.int64, device=images.device)
-    for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size].float()
-        y = labels[start : start + batch_size]
-        logits = model(x)
-        loss = F.cross_entropy(logits, y, reduction="sum", label_smoothing=label_smoothing)
-        total_loss += loss.double()
-        correct += (logits.argmax(1) == y).sum()
-    model.train(was_training)
+    loss, correct = prediction_sums(model, images, labels, batch_size, label_smoothing)
     n = max(len(images), 1)
-    return float(total_loss) / n, int(correct) / n
-
-
-class TrainingState:
-    """Writes the whole training state after every epoch, so a run can resume from it.
-
-    The last epoch's weights, the best epoch's weights and all the bookkeeping go into one file
-    (see :mod:`cnnlab.train.checkpoint`), tied to the configuration by a digest.
-    """
-
-    def __init__(self, folder: Path, config: TrainConfig) -> None:
-        self.folder = folder
-        self.digest = _digest(config)
-
-    def save(
-        self,
-        loop: TrainContext,
-        history: History,
-        best: BestWeights,
-        stopper: EarlyStopping | None,
-    ) -> None:
-        model, optimizer = loop.model, loop.optimizer
-        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-        tensors.update({f"best.{k}": v for k, v in (best.state or {}).items()})
-        optim_tensors, optim_meta = optimizer_to_parts(optimizer.state_dict())
-        tensors.update(optim_tensors)
-        tensors["rng.torch"] = torch.get_rng_state()
-        tensors["rng.shuffle"] = loop.generator.get_state()
-        if loop.device.startswith("cuda"):
-            # Dropout on a GPU draws from the device's own generator.
-            tensors["rng.cuda"] = torch.cuda.get_rng_state(loop.device)
-        meta = {
-            "epoch": loop.epoch,
-            "planned_epochs": loop.epochs,
-            "config_digest": self.digest,
-            "optimizer": optim_meta,
-            "schedule": loop.schedule.state_dict(),
-            "history": history.rows,
-            "stop_reason": history.stop_reason,
-            "best": best.state_dict(),
-            "early_stopping": stopper.state_dict() if stopper else None,
-        }
-        save_checkpoint(self.folder, tensors, meta)
-
-
-def _digest(config: TrainConfig) -> str:
-    # Epochs may change when a finished run is extended; everything else must match.
-    described = config.to_dict()
-    described.pop("epochs")
-    return config_digest(described)
+    return float(loss) / n, int(correct) / n
 
 
 def fit(
@@ -204,6 +151,7 @@ def fit(
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
     initial_state: Mapping[str, torch.Tensor] | None = None,
+    augment: OnTheFly | Sequence[str] | None = None,
     verbose: int = 1,
     **options: object,
 ) -> History:
@@ -218,6 +166,8 @@ def fit(
     and with no state saved yet, training starts from the beginning.
     ``initial_state`` holds weights to start from instead of the initializer's (a fine-tuning
     source's); the tensors it lacks, such as a re-made head, keep their seeded initialization.
+    ``augment`` transforms every batch on the fly: augmentation specs (``["rotate:90,180,270",
+    "flip", "noise:0.1"]``, see :mod:`cnnlab.data.augment_online`) or an ``OnTheFly`` engine.
     Parameters that do not require gradients are not trained, and batch-norm layers whose
     parameters are all frozen keep their running statistics too (:func:`frozen_norms`).
     At the end the model holds the weights of its best epoch (lowest validation loss, or the
@@ -225,11 +175,19 @@ def fit(
     ``verbose`` as in Keras: 0 silent, 1 a progress bar per epoch (a widget in Jupyter, a text
     bar on a terminal, one line per epoch anywhere else), 2 one line per epoch; on stdout, and
     not at all when ``callbacks`` hold an :class:`~cnnlab.train.callbacks.EpochLog` of their own.
+    Started by torchrun as one of several processes, ``fit`` trains one model with all of them
+    (see :mod:`cnnlab.train.distributed`); only the first saves checkpoints and shows progress.
     """
     shown = progress(verbose)  # checks verbose before anything runs
-    config = dataclasses.replace(config or TrainConfig(), **options).resolved(len(train))
+    augmenter = augmenter_for(augment, train.raw())
+    # An epoch of on-the-fly augmentation shows as many images as the static set would hold:
+    # every image once per variant (see augmenter_for), each time transformed afresh.
+    passes = augmenter.variants if augmenter is not None else 1
+    config = dataclasses.replace(config or TrainConfig(), **options)
+    config = config.resolved(len(train) * passes)
     config.validate()
-    device = resolve_device(config.device)
+    group, device = distributed.setup(resolve_device(config.device))
+    main = group is None or group.main
     if config.threads:
         torch.set_num_threads(config.threads)
     check_compatible(model, train, "train")
@@ -244,18 +202,22 @@ def fit(
     checkpoint = load_checkpoint(Path(checkpoint_dir)) if resume else None
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
+    augment_rng = augment_generator(config.seed)
     if checkpoint is None:
         normalizer = normalizer or fit_normalizer(train, config.normalize)
         model.standardize.set_statistics(normalizer.mean, normalizer.std)
         initialize(model, config.init, config.init_sigma)
         if initial_state is not None:
             _start_from(model, initial_state)
+        if group is not None:  # each process its own dropout masks
+            torch.manual_seed(config.seed + 7919 * group.rank)
     model.to(device)
-    x_train, y_train = train.images.to(device), train.labels.to(device)
-    x_valid = valid.images.to(device) if valid is not None else None
-    y_valid = valid.labels.to(device) if valid is not None else None
+    shard = Shard(group.rank, group.world) if group is not None else None
+    if shard is not None:
+        _check_share(model, config.batch_size, shard.world)
 
-    n = len(x_train)
+    plain = len(train)
+    n = plain * passes
     batch_size = min(config.batch_size, n)
     # A last batch of one sample would break batch norm; fold it into the previous batch.
     steps = max(1, n // batch_size if n % batch_size < 2 else n // batch_size + 1)
@@ -266,7 +228,7 @@ def fit(
     schedule = Schedule(optimizer, config, steps, monitor)
     best = BestWeights(monitor, restore=config.keep == "best")
     stopper = EarlyStopping(monitor, config.patience) if config.patience else None
-    if shown is not None and not any(isinstance(c, EpochLog) for c in callbacks):
+    if main and shown is not None and not any(isinstance(c, EpochLog) for c in callbacks):
         callbacks = [*callbacks, shown]
     hooks = CallbackList([best, *([stopper] if stopper else []), *callbacks])
     state = TrainingState(Path(checkpoint_dir), config) if checkpoint_dir else None
@@ -281,12 +243,17 @@ def fit(
         epochs=config.epochs,
         steps_per_epoch=steps,
         train_size=n,
-        valid_size=len(x_valid) if x_valid is not None else 0,
+        valid_size=len(valid) if valid is not None else 0,
         device=str(device),
         history=history.rows,
     )
     if checkpoint is not None:
-        first_epoch = _restore(checkpoint, state, context, history, best, stopper) + 1
+        done, saved = restore(
+            checkpoint, state, context, history, best, stopper, group.rank if group else 0
+        )
+        first_epoch = done + 1
+        if AUGMENT_RNG in saved:
+            augment_rng.set_state(saved[AUGMENT_RNG])
     # A run stopped early, or resumed after its last epoch, goes straight to the end.
     last_epoch = config.epochs if history.stop_reason is None else first_epoch - 1
 
@@ -295,7 +262,14 @@ def fit(
     hooks("on_fit_start", {"epoch": first_epoch})
     track_loss = hooks.wants("on_batch_end") or device.type == "cpu"
     frozen = frozen_norms(model)
+    validation = Validation(valid, device, shard) if valid is not None else None
     with _training_layout(model, device) as memory_format:
+        batches = Batches(
+            train.images, train.labels, device, shard, augmenter, augment_rng, memory_format
+        )
+        # DistributedDataParallel sums the gradients of the processes; wrapped after the
+        # layout change, so its buckets match the parameters' strides.
+        network = DistributedDataParallel(model) if group is not None else model
         for epoch in range(first_epoch, last_epoch + 1):
             context.epoch = epoch
             hooks("on_epoch_start", {"epoch": epoch})
@@ -304,6 +278,8 @@ def fit(
             for norm in frozen:  # see freeze(): frozen features keep their statistics too
                 norm.eval()
             order = torch.randperm(n, generator=generator).to(device)
+            if passes > 1:
+                order %= plain  # each image ``passes`` times, in random places
             loss_sum = torch.zeros((), dtype=torch.float64, device=device)
             correct = torch.zeros((), dtype=torch.int64, device=device)
             for step in range(steps):
@@ -313,25 +289,36 @@ def fit(
                 batch_logs = {"epoch": epoch, "batch": step, "size": len(index)}
                 if hooks.wants("on_batch_start"):
                     hooks("on_batch_start", batch_logs)
-                x = x_train[index].float().contiguous(memory_format=memory_format)
-                y = y_train[index]
+                x, y = batches.make(index)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
-                    logits = model(x)
-                    loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+                    logits = network(x)
+                    if shard is None:
+                        loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
+                        summed = loss.detach().double() * len(index)
+                    else:
+                        # This process's images' share of the global batch's mean loss, times
+                        # the process count, which the averaging of gradients divides out.
+                        summed = F.cross_entropy(
+                            logits, y, reduction="sum", label_smoothing=config.label_smoothing
+                        )
+                        loss = summed * (shard.world / len(index))
+                        summed = summed.detach().double()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 schedule.batch_end()
-                loss_sum += loss.detach().double() * len(index)
+                loss_sum += summed
                 hits = (logits.detach().argmax(1) == y).sum()
                 correct += hits
                 if track_loss:
                     value = loss.item()  # a GPU sync point: the step must finish first
                     if not math.isfinite(value):
                         _diverged(epoch, step, config)
-                    batch_logs["loss"] = value
-                    batch_logs["accuracy"] = hits.item() / len(index)
+                    batch_logs["loss"] = value if shard is None else float(summed) / max(len(y), 1)
+                    batch_logs["accuracy"] = hits.item() / max(len(y), 1)
                     hooks("on_batch_end", batch_logs)
+            if shard is not None:
+                loss_sum, correct = all_sum(loss_sum, correct)
             train_loss, train_accuracy = float(loss_sum) / n, int(correct) / n
             if not math.isfinite(train_loss):
                 _diverged(epoch, steps - 1, config)
@@ -343,9 +330,9 @@ def fit(
                 "valid_accuracy": None,
                 "lr": optimizer.param_groups[0]["lr"],
             }
-            if x_valid is not None:
-                logs["valid_loss"], logs["valid_accuracy"] = loss_and_accuracy(
-                    model, x_valid, y_valid, label_smoothing=config.label_smoothing
+            if validation is not None:
+                logs["valid_loss"], logs["valid_accuracy"] = validation.measure(
+                    model, config.label_smoothing
                 )
             logs["seconds"] = time.perf_counter() - epoch_start
             schedule.epoch_end(logs)
@@ -359,8 +346,17 @@ def fit(
                 )
             if context.stop_training:
                 history.stop_reason = context.stop_reason or "stopped by a callback"
+            if shard is not None:
+                # A callback of the first process (a sweep's pruner) may stop the run: all stop.
+                stop = distributed.agree(lambda: history.stop_reason)
+                history.stop_reason = stop
             if state is not None:
-                state.save(context, history, best, stopper)
+                generators = {AUGMENT_RNG: augment_rng.get_state()}
+                if group is not None:
+                    states = distributed.gather_bytes(torch.get_rng_state())
+                    generators.update({f"rng.torch.{r}": s for r, s in enumerate(states)})
+                if main:
+                    state.save(context, history, best, stopper, generators)
             if history.stop_reason is not None:
                 break
     # Epoch times, resumed ones included: the run's training time, however often it stopped.
@@ -377,6 +373,17 @@ def fit(
     last = history.rows[-1]["epoch"] if history.rows else None
     history.kept_epoch = history.best_epoch if config.keep == "best" else last
     return history
+
+
+def _check_share(model: nn.Module, batch_size: int, processes: int) -> None:
+    """Batch norm in a data-parallel run normalizes each process's share of a batch: about
+    ``batch_size / processes`` images, which must not come down to one (no statistics)."""
+    norms = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if norms and batch_size < 16 * processes:
+        raise CnnlabError(
+            f"--batch-size {batch_size}: with batch norm, each of the {processes} processes "
+            f"normalizes its share of a batch; give --batch-size {16 * processes} or more"
+        )
 
 
 def _start_from(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
@@ -410,47 +417,3 @@ def _diverged(epoch: int, step: int, config: TrainConfig) -> None:
         f"training diverged at epoch {epoch}, batch {step + 1}: the loss is not a number; "
         f"lower the learning rate (--lr, now {config.learning_rate:g}) or change --init"
     )
-
-
-def _restore(
-    checkpoint: tuple[dict[str, torch.Tensor], dict],
-    state: TrainingState,
-    loop: TrainContext,
-    history: History,
-    best: BestWeights,
-    stopper: EarlyStopping | None,
-) -> int:
-    """Loads a saved training state into the loop's objects; returns the epoch it ended."""
-    tensors, meta = checkpoint
-    config, where = loop.config, target_of(state.folder.parent)
-    if meta.get("config_digest") != state.digest:
-        raise CnnlabError(
-            f"{state.folder}: the checkpoint was saved with other training options than "
-            f"{where} holds now; it cannot be resumed, start a new run"
-        )
-    planned = meta.get("planned_epochs", config.epochs)
-    if config.schedule in ("cosine", "onecycle") and planned != config.epochs:
-        raise CnnlabError(
-            f"{where}: its {config.schedule} schedule was planned for {planned} epochs "
-            f"and cannot be stretched to {config.epochs}; resume without --epochs, or start a "
-            "new run"
-        )
-    if int(meta["epoch"]) > config.epochs:
-        raise CnnlabError(
-            f"{where}: {meta['epoch']} epochs are trained already; --epochs cannot be fewer"
-        )
-    loop.model.load_state_dict(prefixed(tensors, "model."))
-    loop.optimizer.load_state_dict(optimizer_from_parts(tensors, meta["optimizer"]))
-    loop.schedule.load_state_dict(meta["schedule"])
-    torch.set_rng_state(tensors["rng.torch"])
-    loop.generator.set_state(tensors["rng.shuffle"])
-    if "rng.cuda" in tensors and loop.device.startswith("cuda"):
-        torch.cuda.set_rng_state(tensors["rng.cuda"], loop.device)
-    history.rows.extend(meta["history"])
-    history.stop_reason = meta.get("stop_reason")
-    best.load_state_dict(meta.get("best") or {})
-    best.state = prefixed(tensors, "best.") or None
-    history.best_epoch = best.best_epoch
-    if stopper is not None and meta.get("early_stopping"):
-        stopper.load_state_dict(meta["early_stopping"])
-    return int(meta["epoch"])

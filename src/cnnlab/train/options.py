@@ -24,6 +24,7 @@ VALID_ON = ("valid", "test")
 #: The network of a run that names none and starts from no other run.
 DEFAULT_MODEL = "lenet5"
 FREEZE = ("none", "features")
+AUGMENT_MODES = ("static", "on-the-fly")
 
 
 @dataclass
@@ -88,10 +89,20 @@ class RunConfig:
         default_factory=list,
         metadata=flag(
             "augment the training set: rotate:90,-90,45 | randrot:15 | flip[:h|v|hv] | noise:0.1 "
-            "| shift:2 | a+b (repeatable)",
+            "| shift:2 | crop:0.8 | brightness:0.2 | contrast:0.2 | a+b (repeatable)",
             DATA,
             repeat=True,
             metavar="SPEC",
+        ),
+    )
+    augment_mode: str = field(
+        default="static",
+        metadata=flag(
+            "static: the augmented copies made once before training (the course's merge); "
+            "on-the-fly: every image of every batch drawn afresh as one of those copies, in the "
+            "memory of the plain set (an epoch is as long in both)",
+            DATA,
+            choices=AUGMENT_MODES,
         ),
     )
     skip_bad: bool = field(
@@ -110,6 +121,17 @@ class RunConfig:
             "scale images of smaller bit depths to the largest (8-bit x257 to 16-bit) instead of "
             "refusing a dataset of mixed bit depths",
             DATA,
+        ),
+    )
+    relabel: str | None = field(
+        default=None,
+        metadata=flag(
+            "apply the label decisions of a review (relabel.csv from 'cnnlab serve') after the "
+            "split: the split is drawn as before, so the test set stays comparable; a "
+            "relabelled image keeps its subset with its new class, an excluded one leaves it, "
+            "'keep' changes nothing",
+            DATA,
+            metavar="FILE",
         ),
     )
     model: str | None = field(
@@ -323,10 +345,16 @@ def check_run_options(config: RunConfig) -> None:
         fail("init-from", config.init_from, "give a finished run or model folder")
     if config.freeze not in FREEZE:
         fail("freeze", config.freeze, f"choose one of {', '.join(FREEZE)}")
+    if config.relabel is not None and (
+        not isinstance(config.relabel, str) or not Path(config.relabel).is_file()
+    ):
+        fail("relabel", config.relabel, "no such file; give the relabel.csv a review wrote")
     if config.out is not None and not isinstance(config.out, str):
         fail("out", config.out, "give a folder name")
     if not all(isinstance(spec, str) for spec in config.augment):
         fail("augment", config.augment, "give specs such as rotate:90,-90 or flip")
+    if config.augment_mode not in AUGMENT_MODES:
+        fail("augment-mode", config.augment_mode, f"choose one of {', '.join(AUGMENT_MODES)}")
     if config.valid_on not in VALID_ON:
         fail("valid-on", config.valid_on, f"choose one of {', '.join(VALID_ON)}")
     if config.valid_on == "test" and (

@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import importlib
 import itertools
+import os
 import sys
 import threading
 import warnings
@@ -30,7 +31,8 @@ from cnnlab.files import read_json, write_json
 from cnnlab.models import create_model, model_info, parse_model_options
 from cnnlab.runs import folder as runs
 from cnnlab.runs.reading import load_run_split
-from cnnlab.train import finetune
+from cnnlab.train import distributed, finetune
+from cnnlab.train.batches import augmenter_for
 from cnnlab.train.callbacks import CSVLogger, progress
 from cnnlab.train.checkpoint import read_checkpoint_meta
 from cnnlab.train.finish import finish_run, format_subset_table, print_result, write_run_report
@@ -67,23 +69,40 @@ def run_training(config: RunConfig, callbacks: Sequence[object] = ()) -> Path:
     the new run replaces the old one only once it is complete. With ``init_from`` the run
     starts from another run's weights (see :mod:`cnnlab.train.finetune`).
     """
-    check_run_options(config)
-    config, source = finetune.resolve(config)
-    check_options(config)
-    if config.out is not None:  # fail fast; checked again under the lock below
+    config, source = check_run(config)
+    distributed.setup(resolve_device(config.train.device))
+    if config.out is not None and distributed.is_main():  # fail fast; again under the lock
         runs.check_target(runs.target_of(config.out), config.overwrite)
-    warm_up_optimizers()
-    split = load_split(config.data_spec())
-    model = _build_model(config, split)
-    start = finetune.starting_point(source, model, split) if source else None
     with ExitStack() as held:
-        out = _claim_out_folder(config, held)
-        runs.check_target(out, config.overwrite)
+        # The import runs beside the data loading; an import cut short by the end of the
+        # process aborts it, so even a run that fails waits for it.
+        held.callback(warm_up_optimizers().join)
+        split = load_split(config.data_spec())
+        model = _build_model(config, split)
+        start = finetune.starting_point(source, model, split) if source else None
+
+        def claim() -> str:
+            out = _claim_out_folder(config, held)
+            runs.check_target(out, config.overwrite)
+            runs.begin(out)
+            return str(out)
+
+        # In a data-parallel run the first process names, locks and starts the folder.
+        out = Path(distributed.agree(claim))
         config = dataclasses.replace(config, out=str(out))
-        partial = runs.begin(out)
+        partial = runs.partial_of(out)
         return _execute(
             config, out, partial, split, model, resume=False, callbacks=callbacks, start=start
         )
+
+
+def check_run(config: RunConfig) -> tuple[RunConfig, finetune.Source | None]:
+    """Every check of the options that needs no data; the config with the fine-tuning source's
+    choices filled in, and that source."""
+    check_run_options(config)
+    config, source = finetune.resolve(config)
+    check_options(config)
+    return config, source
 
 
 def check_options(config: RunConfig) -> None:
@@ -170,6 +189,8 @@ def resume_training(
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int)):
         raise CnnlabError(f"--epochs must be a positive integer, not {epochs!r}")
     out = runs.target_of(run_dir)
+    if distributed.launched():
+        return _resume_together(out, epochs, quiet, callbacks)
     with runs.lock(out):
         out, partial = runs.locate(out)
         if partial.exists() and not runs.is_run_folder(partial):
@@ -192,6 +213,33 @@ def resume_training(
             what = "no such run folder" if not out.exists() else "no interrupted run to resume"
             raise CnnlabError(f"{out}: {what}; start a new run with cnnlab train --out")
         return _extend(out, epochs, quiet, callbacks)
+
+
+def _resume_together(
+    out: Path, epochs: int | None, quiet: bool, callbacks: Sequence[object]
+) -> Path:
+    """``resume_training`` in a data-parallel run: the first process finds what to resume (and
+    holds the run's lock); every process then trains it."""
+    distributed.setup(torch.device("cpu"))
+    with ExitStack() as held:
+
+        def plan() -> dict:
+            held.enter_context(runs.lock(out))
+            found, partial = runs.locate(out)
+            if partial.exists() and runs.is_run_folder(partial):
+                if not (partial / runs.FINISHED).is_file():
+                    return {"how": "interrupted", "out": str(found), "partial": str(partial)}
+            elif runs.is_finished(found) and epochs is not None:
+                saved = _read_config(found)
+                if epochs > (saved.train.epochs or 0):
+                    return {"how": "extend", "out": str(found), "partial": ""}
+            raise CnnlabError(f"{found}: nothing to train; resume it with one process to finish it")
+
+        how = distributed.agree(plan)
+        found = Path(how["out"])
+        if how["how"] == "interrupted":
+            return _resume_interrupted(found, Path(how["partial"]), epochs, quiet, callbacks)
+        return _extend(found, epochs, quiet, callbacks)
 
 
 def _resume_interrupted(
@@ -240,7 +288,7 @@ def _extend(out: Path, epochs: int | None, quiet: bool, callbacks: Sequence[obje
         described["train"]["epochs"], described["overwrite"] = epochs, True
         write_json(copy / runs.CONFIG, described)
 
-    partial = runs.begin_extension(out, record_plan)
+    partial = Path(distributed.agree(lambda: str(runs.begin_extension(out, record_plan))))
     return _execute(config, out, partial, split, model, resume=True, callbacks=callbacks)
 
 
@@ -275,6 +323,10 @@ def _execute(
     A new run that fails before it saved an epoch, or that diverged (resuming would diverge
     again), is removed; anything else keeps the partial folder, and the error says how to go on.
     """
+    if not distributed.is_main():
+        # The other processes of a data-parallel run only train; the first one owns the folder.
+        _run(config, partial, split, model, resume, callbacks, start)
+        return out
     try:
         _run(config, partial, split, model, resume, callbacks, start)
         runs.complete(partial, out, config.overwrite)
@@ -324,28 +376,46 @@ def _run(
     A fine-tuning run's starting weights are copied into the folder before its ``config.json``
     (a resumed run takes them from there, never from the source again).
     """
-    out = config.out
-    if not config.quiet:
+    out, main = config.out, distributed.is_main()
+    if not config.quiet and main:
         print(f"cnnlab: run folder {out}", flush=True)
         print(format_class_table(split), flush=True)
-    for problem in balance_warnings(split):
+    for problem in balance_warnings(split) if main else ():
         warnings.warn(problem, stacklevel=2)
     if resume:
         start = finetune.saved_start(folder)
-    elif start is not None:
+    elif start is not None and main:
         finetune.save_start(folder / runs.CHECKPOINTS, start)
     if start is not None:
         normalizer = start.normalizer()
     else:
         normalizer = fit_normalizer(split.train, config.train.normalize)
-    train = split.train
-    if config.augment:
+    train, on_the_fly, passes = split.train, None, 1
+    if config.augment and config.augment_mode == "on-the-fly":
+        # Every batch transformed afresh by fit; an epoch as long as the static set.
+        on_the_fly = augmenter_for(config.augment, train)
+        passes = on_the_fly.variants
+    elif config.augment:
         # On a GPU the augmented copies are made there, from images moved to it once.
         device = resolve_device(config.train.device)
         if device.type != "cpu" and isinstance(train.images, torch.Tensor):
             train = train.replace(images=train.images.to(device))
         train = augment(train, config.augment, seed=config.train.seed)
-    config = dataclasses.replace(config, train=config.train.resolved(len(train)))
+    config = dataclasses.replace(config, train=config.train.resolved(len(train) * passes))
+    if not main:
+        fit(
+            model,
+            train,
+            split.valid,
+            config.train,
+            normalizer=normalizer,
+            checkpoint_dir=folder / runs.CHECKPOINTS,
+            resume=resume,
+            initial_state=start.state if start is not None else None,
+            augment=on_the_fly,
+            verbose=0,
+        )
+        return
     if not resume and "mnist" not in config.data:
         write_manifest(split, folder / "split.csv")
     # Rewritten on resume too: a finished run trained further records its new epoch count
@@ -377,8 +447,12 @@ def _run(
         checkpoint_dir=folder / runs.CHECKPOINTS,
         resume=resume,
         initial_state=start.state if start is not None else None,
+        augment=on_the_fly,
         verbose=0,  # the progress above, or nothing with --quiet
     )
+    if distributed.group() is not None and not config.train.threads:
+        # The other processes only trained: evaluating and reporting may use every core.
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
     finish_run(folder, model, config, split, history)
     if config.report:
         write_run_report(folder, model=model, split=split)
@@ -407,4 +481,6 @@ def _read_config(folder: Path) -> RunConfig:
     data.pop("init", None)
     train = data.pop("train")
     data.pop("out", None)
+    # Runs from before on-the-fly augmentation made their augmented copies before training.
+    data.setdefault("augment_mode", "static")
     return RunConfig.from_options({**data, **train})
