@@ -38,7 +38,8 @@ from cnnlab.notebook import (
 )
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.loop import History, fit
-from cnnlab.train.run import RunConfig, resume_training, run_training
+from cnnlab.train.resume import resume_training
+from cnnlab.train.run import RunConfig, run_training
 from cnnlab.version import __version__
 
 __all__ = [

@@ -294,12 +294,13 @@ def test_augment_merges_copies_of_the_original_and_shuffles():
 
 def test_chained_spec_is_noisy_flipped_copies():
     dataset = make_dataset(n=5).with_subset("train")
-    out = augment(dataset, "flip+noise:0", include_original=False, seed=0)
+    out = augment(dataset, "flip+noise:1e-6", include_original=False, seed=0)
     flipped = flip(dataset).images.float()
     assert len(out) == 5
-    assert sorted(map(tuple, out.images.flatten(1).tolist())) == sorted(
-        map(tuple, flipped.flatten(1).tolist())
-    )
+    # Noise this small leaves each copy within rounding of a flipped image.
+    got = sorted(map(tuple, out.images.flatten(1).round().tolist()))
+    assert got == sorted(map(tuple, flipped.flatten(1).tolist()))
+    assert not torch.equal(out.images.sort(0).values, flipped.sort(0).values)
 
 
 def test_repeated_noise_spec_gives_different_copies():
@@ -338,7 +339,7 @@ def test_bad_specs_name_the_spec_and_the_valid_forms(spec, reason):
     with pytest.raises(CnnlabError) as error:
         parse_specs([spec])
     message = str(error.value)
-    assert message.startswith(f"--augment (specs=): bad augmentation spec {spec!r}")
+    assert message.startswith(f"--augment: bad augmentation spec {spec!r}")
     assert reason in message
     assert "valid forms: rotate:ANGLE" in message
 
@@ -349,5 +350,5 @@ def test_spec_forms_accepted():
         "flip:hv noise:0.1 noise:0.1:0.0 shift:2 shift:2:3 flip+noise:0.1"
     )
     assert [len(chain) for chain in chains] == [1] * 11 + [2]
-    with pytest.raises(CnnlabError, match=r"^--augment \(specs=\): no augmentation given"):
+    with pytest.raises(CnnlabError, match=r"^--augment: no augmentation given"):
         parse_specs([])

@@ -241,15 +241,19 @@ def test_crop_of_a_ramp_is_a_ramp_with_the_box_slopes():
     assert float(out[:, 0, 0].min()) >= 0
 
 
-def test_crop_of_full_scale_is_the_identity():
-    images = random_images(20).to(torch.uint16)
-    out = run("crop:1", images, include_original=False)
-    assert torch.equal(out, images.to(torch.int32).float())
+@pytest.mark.parametrize(
+    "spec",
+    ["crop:1", "shift:0", "noise:0", "rotate:90,360", "randrot:0", "randrot:400", "brightness:0",
+     "contrast:0"],
+)  # fmt: skip
+def test_specs_that_would_change_nothing_or_everything_are_refused(spec):
+    with pytest.raises(CnnlabError, match=f"^--augment: bad augmentation spec '{spec}'"):
+        OnTheFly.from_specs([spec], channel_std=[1.0])
 
 
 # --------------------------------------------------------------------------------- errors
 def test_bad_specs_and_options_are_refused_before_training():
-    with pytest.raises(CnnlabError, match=r"^--augment \(specs=\): bad augmentation spec 'spin:9'"):
+    with pytest.raises(CnnlabError, match=r"^--augment: bad augmentation spec 'spin:9'"):
         engine("spin:9")
     with pytest.raises(CnnlabError, match="fill must be"):
         engine("flip", fill="black")

@@ -44,7 +44,12 @@ def test_the_three_forms_and_their_types():
 
 
 def test_a_spec_reads_back_as_the_same_parameter():
-    specs = ["lr=log:0.001:0.3", "momentum=0.8:0.99", "augment=none|rotate:90,-90", "equalize=true"]
+    specs = [
+        "lr=log:0.001:0.3",
+        "momentum=0.8:0.99",
+        "augment=none|rotate:90,-90",
+        "equalize=true,false",
+    ]
     params = parse_search(specs)
     assert [p.spec() for p in params] == specs
     assert parse_search([p.spec() for p in params]) == params
@@ -70,6 +75,12 @@ def test_the_toml_file_takes_tables_and_strings(tmp_path):
     [
         ("lr", "write NAME=log:LOW:HIGH"),
         ("speed=1:2", "speed is not a 'cnnlab train' option"),
+        ("resume=x,y", "--resume is a 'cnnlab train' option but cannot be searched"),
+        ("nproc=1,2", "--nproc is a 'cnnlab train' option but cannot be searched: a sweep"),
+        ("lr=0.1", "one value is not a search; it is a fixed option: pass --lr 0.1"),
+        ("batch_size=32", "it is a fixed option: pass --batch-size 32"),
+        ("nesterov=false", "it is a fixed option: pass --no-nesterov"),
+        ("augment=flip", "it is a fixed option: pass --augment flip"),
         ("seed=0,1", "decides which images the trials are scored on"),
         ("split=60,30,10|50,40,10", "decides which images"),
         ("monitor=valid_loss,valid_accuracy", "the sweep's objective"),
@@ -102,6 +113,9 @@ def test_a_bad_toml_entry_names_the_file_and_the_table(tmp_path):
         load_space(path)
     path.write_text("[lr]\nlog = [0.0, 0.1]\n")
     with pytest.raises(CnnlabError, match=r"space.toml: \[lr\]: a log range needs a positive"):
+        load_space(path)
+    path.write_text("[batch-size]\nchoices = [16]\n")
+    with pytest.raises(CnnlabError, match=r"space.toml: \[batch-size\]: .* pass --batch-size 16$"):
         load_space(path)
     path.write_text("[momentum]\nrange = [0.5, 1.0]\n")
     with pytest.raises(CnnlabError, match=r"space.toml: \[momentum\]: 1: --momentum must be"):

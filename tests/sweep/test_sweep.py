@@ -22,7 +22,7 @@ from PIL import Image
 
 from cnnlab.cli.main import main
 from cnnlab.runs.folder import is_finished
-from cnnlab.sweep import run_sweep
+from cnnlab.sweep import Param, run_sweep, worker
 from cnnlab.sweep.study import worker_threads
 from cnnlab.synth import synth_bacteria
 from cnnlab.train.checkpoint import read_checkpoint_meta
@@ -208,8 +208,11 @@ def test_a_killed_sweep_resumes_its_cut_trial_to_the_same_result(crops, tmp_path
     assert new.user_attrs["run"] == str(out / "trials" / "0003")
     assert sorted(p.name for p in (out / "trials").iterdir()) == ["0000", "0001", "0003"]
     rows = table(out)
-    assert [r["state"] for r in rows] == ["complete", "fail", "complete", "complete"]
-    assert "trial 2 continues it" in rows[1]["note"]
+    assert [r["state"] for r in rows] == ["complete", "interrupted", "complete", "complete"]
+    assert rows[1]["note"] == "interrupted; trial 2 continues it"
+    assert rows[2]["note"] == "continues trial 1, resuming its run folder"
+    assert rows[1]["run"] == rows[2]["run"] == str(out / "trials" / "0001")
+    assert not (out / ".workers").exists()
 
     # The same run trained without a kill: the resumed trial is identical, bit for bit.
     options = {"data": [str(crops)], "size": 16, "epochs": 40, "threads": 1, "quiet": True}
@@ -218,6 +221,70 @@ def test_a_killed_sweep_resumes_its_cut_trial_to_the_same_result(crops, tmp_path
         reference = run_training(RunConfig.from_options(options))
     assert history(out / "trials" / "0001") == history(reference)
     assert resumed.value == min(float(r["valid_loss"]) for r in history(reference))
+
+
+def test_interrupted_trials_are_told_apart_and_continued_only_when_they_drew_values(
+    crops, tmp_path, monkeypatch, capsys
+):
+    out = tmp_path / "ctrl-c"
+    options = {"data": [str(crops)], "size": 16, "epochs": 1, "threads": 1, "report": False}
+    real_training, real_suggest = worker.run_training, Param.suggest
+
+    def ctrl_c_in_run_0001(config, **kwargs):
+        if Path(config.out).name == "0001":
+            raise KeyboardInterrupt
+        return real_training(config, **kwargs)
+
+    def ctrl_c_at_trial_3(param, trial):
+        if trial.number == 3:
+            raise KeyboardInterrupt
+        return real_suggest(param, trial)
+
+    # Trial 1 is cut short in its run, trial 3 before it drew its values; a third command ends
+    # the sweep.
+    monkeypatch.setattr(worker, "run_training", ctrl_c_in_run_0001)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(out, ["lr=log:1e-3:0.3"], 3, **options)
+    monkeypatch.setattr(worker, "run_training", real_training)
+    monkeypatch.setattr(Param, "suggest", ctrl_c_at_trial_3)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(out, ["lr=log:1e-3:0.3"], 3, **options)
+    monkeypatch.setattr(Param, "suggest", real_suggest)
+    capsys.readouterr()
+    result = run_sweep(out, ["lr=log:1e-3:0.3"], 3, **options)
+
+    trials = load_study(out).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE", "FAIL", "COMPLETE"]
+    assert trials[2].params == trials[1].params and trials[3].params == {}
+    assert "continues" not in trials[4].user_attrs  # nothing of trial 3 to continue
+    rows = table(out)
+    assert [r["state"] for r in rows] == [
+        "complete",
+        "interrupted",
+        "complete",
+        "interrupted",
+        "complete",
+    ]
+    # Each row names the folder its trial trained in: trial 2 resumed trial 1's.
+    folders = [r["run"] and Path(r["run"]).name for r in rows]
+    assert folders == ["0000", "0001", "0001", "", "0004"]
+    assert sorted(p.name for p in (out / "trials").iterdir()) == ["0000", "0001", "0004"]
+    assert [r["note"] for r in rows] == [
+        "",
+        "interrupted; trial 2 continues it",
+        "continues trial 1, resuming its run folder",
+        "interrupted before its values were drawn; nothing to continue",
+        "",
+    ]
+    assert (result.counts["complete"], result.counts["interrupted"], result.counts["fail"]) == (
+        3,
+        2,
+        0,
+    )
+    assert "3 trials finished (3 complete, 0 pruned), 2 interrupted, best" in (
+        capsys.readouterr().out
+    )
+    assert not (out / ".workers").exists()
 
 
 def test_jobs_share_the_cores_and_stop_at_the_number_of_trials(crops, tmp_path, capfd):
@@ -235,6 +302,7 @@ def test_jobs_share_the_cores_and_stop_at_the_number_of_trials(crops, tmp_path, 
         config = json.loads((Path(trial.user_attrs["run"]) / "config.json").read_text())
         assert config["train"]["threads"] == worker_threads(2)
     assert len(table(out)) == 3
+    assert not (out / ".workers").exists()  # both workers' locks gone, and their folder
 
 
 @pytest.mark.parametrize(

@@ -103,6 +103,8 @@ def test_two_processes_train_the_model_of_one(crops, tmp_path):
     assert done.stderr == ""
     run = tmp_path / "two"
     assert_same_training(reference, run)
+    config = json.loads((run / "config.json").read_text())
+    assert config["resolved"]["processes"] == 2
     # Only the first process wrote: the same files as the single run, nothing beside them.
     assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in reference.iterdir())
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == [
@@ -226,6 +228,9 @@ def test_a_finished_data_parallel_run_trains_further(crops, tmp_path):
 def test_options_are_checked_once_before_any_process_starts(crops, tmp_path, capsys):
     assert main(["train", "--data", str(crops), "--nproc", "0"]) == 2
     assert "--nproc 0" in capsys.readouterr().err
+    cores = len(os.sched_getaffinity(0))
+    assert main(["train", "--data", str(crops), "--nproc", str(cores + 1)]) == 2
+    assert f"this machine has {cores} CPU cores" in capsys.readouterr().err
     assert main(["train", "--data", str(crops), "--model", "nope", "--nproc", "2"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--model" in err

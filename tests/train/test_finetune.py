@@ -22,7 +22,8 @@ from cnnlab.datasets import synth_bacteria
 from cnnlab.errors import CnnlabError, RunInterrupted
 from cnnlab.runs.folder import partial_of
 from cnnlab.train import Callback, freeze
-from cnnlab.train.run import RunConfig, load_toml, resume_training, run_training
+from cnnlab.train.resume import resume_training
+from cnnlab.train.run import RunConfig, load_toml, run_training
 
 BASE = {"size": 16, "epochs": 2, "quiet": True, "report": False, "cache": False}
 

@@ -12,13 +12,15 @@ import pytest
 import torch
 
 from cnnlab.cli import main
+from cnnlab.data.augment import augment
 from cnnlab.data.augment_online import OnTheFly
+from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
 from cnnlab.synth import synth_bacteria
 from cnnlab.train import Callback, fit
 from cnnlab.train.batches import Batches, augment_generator
 from cnnlab.train.distributed import Shard
-from cnnlab.train.run import _read_config
+from cnnlab.train.run import read_run_config
 
 SPECS = ["rotate:90,180,270", "flip", "noise:0.1"]
 
@@ -113,11 +115,11 @@ def test_the_mode_is_recorded_and_old_runs_read_as_static(crops, tmp_path, capsy
     run = tmp_path / "fly"
     config = json.loads((run / "config.json").read_text())
     assert config["augment_mode"] == "on-the-fly"
-    assert _read_config(run).augment_mode == "on-the-fly"
+    assert read_run_config(run).augment_mode == "on-the-fly"
     # A run folder from before the option made its copies before training.
     del config["augment_mode"]
     (run / "config.json").write_text(json.dumps(config))
-    assert _read_config(run).augment_mode == "static"
+    assert read_run_config(run).augment_mode == "static"
 
     assert main([*common, "--augment-mode", "sideways", "--out", str(tmp_path / "x")]) == 2
     assert "--augment-mode" in capsys.readouterr().err
@@ -147,3 +149,11 @@ def test_an_epoch_shows_every_image_once_per_variant(mnist_small):
     )
     assert OnTheFly.from_specs(SPECS, channel_std=[1.0]).variants == 6
     assert counter.batches == 256 * 6 // 32
+
+
+def test_a_shift_out_of_the_frame_is_refused_in_both_modes(mnist_small):
+    train, valid = small(mnist_small)
+    with pytest.raises(CnnlabError, match="a shift of 28 pixels moves 28x28 images out"):
+        fit(lenet(), train, valid, augment=["shift:28"], epochs=1, verbose=0)
+    with pytest.raises(CnnlabError, match="a shift of 30 pixels moves 28x28 images out"):
+        augment(train, ["flip", "shift:30"])

@@ -15,7 +15,8 @@ from cnnlab.export.evaluation import evaluate_saved
 from cnnlab.runs.folder import partial_of
 from cnnlab.synth import synth_bacteria
 from cnnlab.train import Callback
-from cnnlab.train.run import RunConfig, load_toml, resume_training, run_training
+from cnnlab.train.resume import resume_training
+from cnnlab.train.run import RunConfig, load_toml, run_training
 
 HISTORY = "epoch,train_loss,train_accuracy,valid_loss,valid_accuracy,lr,seconds"
 

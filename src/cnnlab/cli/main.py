@@ -15,12 +15,12 @@ import warnings
 from collections.abc import Sequence
 from typing import NoReturn
 
-from cnnlab.cli import data, deploy, look, microscopy, sweep, train, use
+from cnnlab.cli import data, deploy, look, microscopy, serve, sweep, train, use
 from cnnlab.errors import CnnlabError, describe_os_error
 from cnnlab.version import __version__
 
 #: The command groups, in the order ``cnnlab --help`` lists their commands.
-GROUPS = (data, microscopy, train, sweep, use, look, deploy)
+GROUPS = (data, microscopy, train, sweep, use, look, deploy, serve)
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -104,4 +104,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"cnnlab: warning: {message}", file=sys.stderr)
+    # The processes of a data-parallel run read the same data: the first one tells.
+    if os.environ.get("RANK", "0") == "0":
+        print(f"cnnlab: warning: {message}", file=sys.stderr)

@@ -46,7 +46,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="NAME=SPEC",
-        help="a parameter to search (repeatable): log:LOW:HIGH, LOW:HIGH or A,B,C",
+        help="a parameter to search (repeatable): log:LOW:HIGH, LOW:HIGH or A,B,C (one value is a "
+        "fixed option: give its flag)",
     )
     own.add_argument("--space", metavar="FILE", help="TOML file of parameters to search")
     own.add_argument(

@@ -56,17 +56,12 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
 def _train(args: argparse.Namespace) -> int:
     from cnnlab.train import distributed
     from cnnlab.train.launch import check_nproc, launch, strip_nproc
-    from cnnlab.train.run import (
-        RunConfig,
-        check_run,
-        load_toml,
-        resume_training,
-        run_training,
-    )
+    from cnnlab.train.resume import resume_training
+    from cnnlab.train.run import RunConfig, check_run, load_toml, run_training
 
     argv, nproc = vars(args).pop("argv"), vars(args).pop("nproc")
     if nproc is not None:
-        check_nproc(nproc)
+        check_nproc(nproc, args.device or "auto")
         if distributed.launched():
             raise CnnlabError("--nproc: this process was started by torchrun already; leave it out")
     if args.resume:
@@ -81,7 +76,7 @@ def _train(args: argparse.Namespace) -> int:
             flag = negative.get(given[0], "--" + given[0].replace("_", "-"))
             raise CnnlabError(
                 f"--resume continues a run as it was configured; {flag} cannot be changed "
-                "(only --epochs and --quiet can be given)"
+                "(only --epochs, --quiet and --nproc can be given)"
             )
         if nproc is not None and nproc > 1:
             return launch(strip_nproc(argv), nproc)

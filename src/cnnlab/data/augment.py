@@ -37,7 +37,13 @@ from cnnlab.data.augment_ops import (
     translate,
     warp,
 )
-from cnnlab.data.augment_specs import SPEC_FORMS, StepSpec, parse_chains, spec_list
+from cnnlab.data.augment_specs import (
+    SPEC_FORMS,
+    StepSpec,
+    check_fits,
+    parse_chains,
+    spec_list,
+)
 from cnnlab.data.dataset import ImageDataset, Normalizer, _cast_like, merge
 from cnnlab.errors import CnnlabError
 
@@ -406,6 +412,7 @@ def augment(
     gives two different noisy copies, and the same call always gives the same dataset.
     """
     _check_trainable(dataset, allow_eval)
+    check_fits(specs, *dataset.image_size)
     chains = parse_specs(specs, fill)
     parts = [dataset] if include_original else []
     for i, chain in enumerate(chains):

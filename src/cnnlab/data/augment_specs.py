@@ -62,7 +62,7 @@ class StepSpec:
 
 def spec_error(spec: str, reason: str) -> CnnlabError:
     return CnnlabError(
-        f"--augment (specs=): bad augmentation spec {spec!r}: {reason}; valid forms: {SPEC_FORMS}"
+        f"--augment: bad augmentation spec {spec!r}: {reason}; valid forms: {SPEC_FORMS}"
     )
 
 
@@ -112,11 +112,16 @@ def parse_step(spec: str, step: str) -> StepSpec:
         if len(parts) != 1 or not parts[0]:
             raise spec_error(spec, "rotate needs a comma-separated list of angles")
         angles = tuple(_number(spec, a, "angle") for a in parts[0].split(","))
+        for text, angle in zip(parts[0].split(","), angles, strict=True):
+            if angle % 360 == 0:
+                raise spec_error(spec, f"angle {text.strip()} leaves the image as it is")
         return StepSpec("rotate", angles=angles)
     if kind == "randrot":
         if len(parts) not in (1, 2):
             raise spec_error(spec, "random rotation needs MAX and optionally COPIES")
         max_degrees, copies = _amount_and_copies(spec, kind, parts, "maximum angle")
+        if not 0 < max_degrees <= 180:
+            raise spec_error(spec, f"maximum angle {parts[0]} is not in (0, 180]")
         return StepSpec("randrot", max_degrees, copies)
     if kind == "flip":
         axes = _FLIP_AXES.get(parts[0].lower() if len(parts) == 1 else "" if not parts else "?")
@@ -130,6 +135,8 @@ def parse_step(spec: str, step: str) -> StepSpec:
         if std < 0:
             raise spec_error(spec, f"noise std {parts[0]} is negative")
         mean = _number(spec, parts[1], "noise mean") if len(parts) == 2 else 0.0
+        if std == 0 and mean == 0:
+            raise spec_error(spec, "noise of std 0 and mean 0 leaves the image as it is")
         return StepSpec("noise", std, mean=mean)
     if kind == "shift":
         if len(parts) not in (1, 2):
@@ -137,19 +144,25 @@ def parse_step(spec: str, step: str) -> StepSpec:
         if not re.fullmatch(r"\d+", parts[0]):
             raise spec_error(spec, f"shift {parts[0]!r} is not a whole number of pixels")
         copies = _count(spec, parts[1], "copies") if len(parts) == 2 else 1
+        if int(parts[0]) == 0:
+            raise spec_error(spec, "a shift of 0 pixels leaves the image as it is")
         return StepSpec("shift", int(parts[0]), copies)
     if kind == "crop":
         scale, copies = _amount_and_copies(spec, kind, parts, "minimum scale")
-        if not 0 < scale <= 1:
-            raise spec_error(spec, f"minimum scale {parts[0]} is not in (0, 1]")
+        if not 0 < scale < 1:
+            raise spec_error(spec, f"minimum scale {parts[0]} is not in (0, 1): 1 crops nothing")
         return StepSpec("crop", scale, copies)
     if kind == "brightness":
         delta, copies = _amount_and_copies(spec, kind, parts, "delta")
+        if delta == 0:
+            raise spec_error(spec, "a delta of 0 leaves the image as it is")
         return StepSpec("brightness", delta, copies)
     if kind == "contrast":
         factor, copies = _amount_and_copies(spec, kind, parts, "factor")
         if factor > 1:
             raise spec_error(spec, f"factor {parts[0]} is above 1 (it would invert the contrast)")
+        if factor == 0:
+            raise spec_error(spec, "a factor of 0 leaves the image as it is")
         return StepSpec("contrast", factor, copies)
     raise spec_error(spec, f"unknown augmentation {kind!r}" if kind else "empty augmentation")
 
@@ -163,10 +176,22 @@ def parse_chains(specs: Sequence[str] | str) -> list[tuple[StepSpec, ...]]:
     """Each spec as its chain of steps; every spec is checked before any image is touched."""
     specs = spec_list(specs)
     if not specs:
-        raise CnnlabError(f"--augment (specs=): no augmentation given; valid forms: {SPEC_FORMS}")
+        raise CnnlabError(f"--augment: no augmentation given; valid forms: {SPEC_FORMS}")
     return [tuple(parse_step(spec, step) for step in spec.split("+")) for spec in specs]
 
 
 def chain_count(chain: Sequence[StepSpec]) -> int:
     """Images the static mode makes from one image with this chain: the product of its steps'."""
     return math.prod(step.count for step in chain)
+
+
+def check_fits(specs: Sequence[str] | str, height: int, width: int) -> None:
+    """Refuses a shift that would move ``height`` x ``width`` images out of their frame."""
+    for spec, chain in zip(spec_list(specs), parse_chains(specs), strict=True):
+        for step in chain:
+            if step.kind == "shift" and step.amount >= min(height, width):
+                raise spec_error(
+                    spec,
+                    f"a shift of {int(step.amount)} pixels moves {height}x{width} images out of "
+                    "their frame; give fewer pixels than the image's side",
+                )

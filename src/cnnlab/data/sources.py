@@ -16,6 +16,7 @@ from pathlib import Path
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.data.folders import load_folders
 from cnnlab.data.mnist import mnist
+from cnnlab.data.relabel import relabel_dataset, relabel_split
 from cnnlab.data.split import (
     Split,
     apply_manifest,
@@ -72,14 +73,23 @@ def load_split(spec: DataSpec) -> Split:
     )
 
 
-def load_manifest_split(spec: DataSpec, manifest: Path | None) -> Split:
+def load_manifest_split(
+    spec: DataSpec, manifest: Path | None, relabel: Path | None = None
+) -> Split:
     """The split a run recorded in ``manifest`` (its ``split.csv``), re-read from the folders.
 
-    MNIST runs record none: their split is re-made from the seed.
+    MNIST runs record none: their split is re-made from the seed. ``relabel`` is the copy of
+    the label decisions a run was trained with (:func:`cnnlab.data.relabel.applied_decisions`):
+    they are applied as the run applied them, and before the manifest, which records the new
+    classes and leaves the excluded images out.
     """
     if manifest is None or not manifest.exists():
-        return load_split(spec)
-    return apply_manifest(shape_dataset(_load_folders(spec), spec), manifest)
+        split = load_split(spec)
+        return split if relabel is None else relabel_split(split, relabel)[0]
+    dataset = shape_dataset(_load_folders(spec), spec)
+    if relabel is not None:
+        dataset = relabel_dataset(dataset, relabel)
+    return apply_manifest(dataset, manifest)
 
 
 def shape_dataset(dataset: ImageDataset, spec: DataSpec) -> ImageDataset:

@@ -46,6 +46,9 @@ RUN_CONTENTS = frozenset(
         CHECKPOINTS,
         "plots",
         "tensorboard",
+        "relabel.csv",  # the decisions of a review of this run (cnnlab serve)
+        "relabel-applied.csv",  # the decisions it was trained with (--relabel)
+        ".relabel.lock",  # held by a server while it writes relabel.csv
     }
 )
 _PARTIAL = re.compile(r"^\.(?P<name>.+)\.partial$")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from cnnlab.data.relabel import applied_decisions
 from cnnlab.data.sources import DataSpec, load_manifest_split
 from cnnlab.data.split import Split
 from cnnlab.runs.folder import read_config
@@ -46,8 +47,9 @@ def load_run_split(run_dir: str | Path, quiet: bool = False) -> Split:
     ``quiet`` silences the warnings that reading the data gave at training time already.
     """
     run_dir = Path(run_dir)
-    spec = data_spec(read_config(run_dir))
+    config = read_config(run_dir)
+    relabel = applied_decisions(run_dir, config)  # the label decisions it was trained with
     with warnings.catch_warnings():
         if quiet:
             warnings.simplefilter("ignore")
-        return load_manifest_split(spec, run_dir / "split.csv")
+        return load_manifest_split(data_spec(config), run_dir / "split.csv", relabel)

@@ -98,7 +98,8 @@ def _tiles(sweep: Sweep, result: SweepResult) -> list[Tile]:
         Tile(
             "trials finished",
             f"{finished} / {sweep.trials}",
-            f"{counts['complete']} complete · {counts['pruned']} pruned · {counts['fail']} failed",
+            f"{counts['complete']} complete · {counts['pruned']} pruned · "
+            f"{counts['interrupted']} interrupted · {counts['fail']} failed",
         ),
         Tile("trial time", duration(seconds), "the trials' durations added up"),
     ]
@@ -128,8 +129,10 @@ def _trials(sweep: Sweep, result: SweepResult) -> Markup:
     rows = [[_cell(c, row.get(c)) for c in shown] for row in result.rows]
     lead = html(
         '<p class="lead">{} is the monitored metric at the epoch each run kept (a pruned '
-        "trial: at its last epoch); never a test-set figure. Each trial's run folder is "
-        "<code>trials/NNNN</code>; <code>trials.csv</code> holds this table.</p>",
+        "trial: at its last epoch); never a test-set figure. A trial's run folder is "
+        "<code>trials/NNNN</code> by its number, except when it continues an interrupted "
+        "trial: it then resumes that trial's run, in that trial's folder (its note says so). "
+        "<code>trials.csv</code> holds this table with the run folders.</p>",
         sweep.monitor,
     )
     return join([lead, table(shown, rows, numeric, css="compact")])

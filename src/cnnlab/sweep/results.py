@@ -59,7 +59,8 @@ class SweepResult:
 def collect(study: object, sweep: Sweep) -> SweepResult:
     """The study's trials as table rows, and its best trial, without writing anything."""
     rows = trial_rows(study, sweep)
-    counts = {state: 0 for state in ("complete", "pruned", "fail", "running", "waiting")}
+    states = ("complete", "pruned", "interrupted", "fail", "running", "waiting")
+    counts = dict.fromkeys(states, 0)
     for row in rows:
         counts[row["state"]] = counts.get(row["state"], 0) + 1
     result = SweepResult(sweep.folder, sweep.study, sweep.monitor, sweep.direction, counts, rows)
@@ -80,22 +81,33 @@ def collect(study: object, sweep: Sweep) -> SweepResult:
 
 
 def trial_rows(study: object, sweep: Sweep) -> list[dict]:
-    """One row per trial: number, state, value, epochs, seconds, values, run folder, note."""
+    """One row per trial: number, state, value, epochs, seconds, values, run folder, note.
+
+    A trial cut short by a Ctrl-C or a kill is ``interrupted`` (Optuna holds it as failed:
+    it has no state of its own for that); the trial that continues it trains with the same
+    values and, when it had one, resumes its run folder, so two rows can name the same run.
+    """
     trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
-    continued = {t.user_attrs["continues"]: t.number for t in trials if "continues" in t.user_attrs}
+    by_number = {t.number: t for t in trials}
+    continued = {}
+    for trial in trials:
+        source = by_number.get(trial.user_attrs.get("continues"))
+        if source is not None and sweep.can_continue(source):
+            continued[source.number] = trial.number
     rows = []
     for trial in trials:
-        state = trial.state.name.lower()
+        state = trial_state(trial)
         seconds = None
         if trial.datetime_start and trial.datetime_complete:
             seconds = (trial.datetime_complete - trial.datetime_start).total_seconds()
         notes = []
-        if "continues" in trial.user_attrs:
-            notes.append(f"continues trial {trial.user_attrs['continues']}")
+        source = by_number.get(trial.user_attrs.get("continues"))
+        if source is not None and source.number in continued:
+            notes.append(_continues(trial, source))
         if state == "pruned":
             notes.append(f"pruned after epoch {trial.last_step}")
-        if trial.number in continued:
-            notes.append(f"cut short; trial {continued[trial.number]} continues it")
+        if state == "interrupted":
+            notes.append(_interrupted(trial, sweep, continued.get(trial.number)))
         elif trial.user_attrs.get("error"):
             notes.append(trial.user_attrs["error"])
         rows.append(
@@ -112,6 +124,32 @@ def trial_rows(study: object, sweep: Sweep) -> list[dict]:
             }
         )
     return rows
+
+
+def trial_state(trial: object) -> str:
+    """``complete``, ``pruned``, ``fail``, ``interrupted``, ``running`` or ``waiting``.
+
+    A trial fails with an ``error`` (the run refused its values, or could not train); every
+    other failed trial was cut short: a worker fails it only to queue it again.
+    """
+    state = trial.state.name.lower()
+    if state == "fail" and not trial.user_attrs.get("error"):
+        return "interrupted"
+    return state
+
+
+def _continues(trial: object, source: object) -> str:
+    if trial.user_attrs.get("resume_from"):
+        return f"continues trial {source.number}, resuming its run folder"
+    return f"continues trial {source.number} with its values, in a run folder of its own"
+
+
+def _interrupted(trial: object, sweep: Sweep, successor: int | None) -> str:
+    if successor is not None:
+        return f"interrupted; trial {successor} continues it"
+    if not sweep.can_continue(trial):
+        return "interrupted before its values were drawn; nothing to continue"
+    return "interrupted; the same sweep command again continues it"
 
 
 def table_csv(rows: list[dict], columns: list[str]) -> str:

@@ -102,9 +102,12 @@ def run_sweep(
     prepare_folder(sweep)
     optuna_study = open_study(sweep, pruner=pruner_object)
     record_settings(sweep)
-    for number, run in recover(optuna_study, sweep):
-        where = f"; its run {run} is resumed" if run else ""
-        say(sweep, f"trial {number} was cut short: its values are queued again{where}")
+    for number, run, queued in recover(optuna_study, sweep):
+        if not queued:
+            what = " before it drew its values; a new trial takes its place"
+        else:
+            what = ": its values are queued again" + (f"; its run {run} is resumed" if run else "")
+        say(sweep, f"trial {number} was cut short{what}")
     try:
         if jobs == 1:
             run_worker(sweep, 0, pruner_object)
@@ -222,8 +225,15 @@ def _print_result(sweep: Sweep, result: SweepResult) -> None:
         else f"best {sweep.monitor} {result.best_value:.4f} (trial {result.best_trial})"
     )
     trials = f"{finished} trial{'' if finished == 1 else 's'} finished"
+    # Interrupted trials are continued by others, which the finished ones count; failed ones
+    # refused their values or could not train. Neither is shown when there is none.
+    others = "".join(
+        f", {counts[state]} {word}"
+        for state, word in (("interrupted", "interrupted"), ("fail", "failed"))
+        if counts[state]
+    )
     print(
-        f"cnnlab: {trials} ({counts['complete']} complete, {counts['pruned']} pruned, "
-        f"{counts['fail']} failed), {best}; results in {sweep.folder / 'sweep.html'}",
+        f"cnnlab: {trials} ({counts['complete']} complete, {counts['pruned']} pruned){others}, "
+        f"{best}; results in {sweep.folder / 'sweep.html'}",
         flush=True,
     )

@@ -59,6 +59,13 @@ FIXED = {
         "it is not a hyperparameter",
     ),
 }
+#: ``cnnlab train`` flags that are not run options, and why a sweep cannot search them.
+_TRAIN_ONLY = {
+    "resume": "it continues one interrupted run, and a sweep resumes its own cut-short trials "
+    "by itself",
+    "config": "it names a file of options; give --config to the sweep for fixed ones",
+    "nproc": "a sweep trains each trial in one process; --jobs runs trials side by side",
+}
 _SWITCHES = ("true", "false", "both")
 _FORMS = "write NAME=log:LOW:HIGH, NAME=LOW:HIGH or NAME=A,B,C"
 
@@ -189,6 +196,12 @@ def _table_param(name: str, entry: dict, blame: str) -> Param:
 
 def _param(name: str, value: str, blame: str) -> Param:
     option = searchable().get(name.replace("_", "-"))
+    if option is None and name.replace("_", "-") in _TRAIN_ONLY:
+        flag = name.replace("_", "-")
+        raise CnnlabError(
+            f"{blame}: --{flag} is a 'cnnlab train' option but cannot be searched: "
+            f"{_TRAIN_ONLY[flag]}"
+        )
     if option is None:
         raise CnnlabError(f"{blame}: {name} is not a 'cnnlab train' option; see its --help")
     if option.dest in FIXED:
@@ -215,7 +228,23 @@ def _param(name: str, value: str, blame: str) -> Param:
     if kind == "log":
         raise CnnlabError(f"{blame}: log:LOW:HIGH takes two numbers, e.g. log:1e-4:0.1")
     choices = _choices(option, value.split("|") if "|" in value else value.split(","), blame)
+    if len(choices) == 1:
+        raise CnnlabError(
+            f"{blame}: one value is not a search; it is a fixed option: pass "
+            f"{_fixed(option, choices[0])}"
+        )
     return Param(shown, option.dest, "choices", choices=choices, listed=option.kind == "append")
+
+
+def _fixed(option: CliOption, value: object) -> str:
+    """The flag that gives every trial ``value`` (``--lr 0.1``, ``--no-cache``)."""
+    if option.kind == "true":
+        return option.flag if value else f"nothing (leave {option.flag} out)"
+    if option.kind == "false":
+        return f"nothing (leave {option.flag} out)" if value else option.flag
+    if option.kind == "both":
+        return option.flag if value else f"--no-{option.flag[2:]}"
+    return f"{option.flag} {_text(value)}"
 
 
 def _is_number(text: str) -> bool:

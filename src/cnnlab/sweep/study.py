@@ -84,6 +84,13 @@ class Sweep:
     def trial_folder(self, number: int) -> Path:
         return self.folder / TRIALS / f"{number:04d}"
 
+    def can_continue(self, trial: object) -> bool:
+        """Whether another trial can continue the cut-short ``trial``: it holds all its values
+        (and perhaps started its run). One cut short before it drew them holds nothing to
+        continue: a new trial, with values of its own, takes its place."""
+        values = values_of(trial)
+        return all(param.name in values for param in self.params)
+
     def settings(self) -> dict:
         """What every command working on this study must agree on: the trials' options as a
         run records them (defaults filled in, so ``--seed 0`` equals no ``--seed``) and the
@@ -109,6 +116,12 @@ class Sweep:
         data["folder"] = Path(data["folder"])
         data["params"] = [Param(**{**p, "choices": tuple(p["choices"])}) for p in data["params"]]
         return cls(**data)
+
+
+def values_of(trial: object) -> dict:
+    """A frozen trial's values: those it drew, or those queued for it (a trial that continues
+    another holds them before it draws them)."""
+    return {**trial.system_attrs.get("fixed_params", {}), **trial.params}
 
 
 def default_storage(folder: Path) -> str:

@@ -7,9 +7,12 @@ hopeless, stops training: the run still finishes into a complete run folder, its
 
 A worker holds a lock file in ``SWEEP/.workers`` for as long as it lives and names it in its
 trials. A trial still RUNNING whose worker's lock is free was cut short (a kill, a power cut):
-:func:`recover` marks it failed and queues its parameters again with its run folder, and the
-worker that takes them resumes that run from its last checkpoint, so the result is the one the
-uninterrupted trial would have had, bit for bit.
+:func:`recover` ends it (failed, without an error: the results show it as interrupted) and
+queues its values again with its run folder, and the worker that takes them resumes that run
+from its last checkpoint, so the result is the one the uninterrupted trial would have had, bit
+for bit. The continuing trial has a number of its own but trains in the cut trial's folder. A
+trial cut short before it drew its values is not continued: a new trial draws its own. The
+lock folder is removed when its last worker ends.
 
 ``python -m cnnlab.sweep INDEX`` runs one worker of ``cnnlab sweep --jobs N``; the
 sweep's settings come in the environment (they may hold a database password).
@@ -36,9 +39,10 @@ from cnnlab.errors import CnnlabError
 from cnnlab.files import read_json
 from cnnlab.inspect.plots import read_history
 from cnnlab.runs import folder as runs
-from cnnlab.sweep.study import Sweep, make_sampler, open_study, require_optuna
+from cnnlab.sweep.study import Sweep, make_sampler, open_study, require_optuna, values_of
 from cnnlab.train.callbacks import Callback
-from cnnlab.train.run import RunConfig, resume_training, run_training
+from cnnlab.train.resume import resume_training
+from cnnlab.train.run import RunConfig, run_training
 
 HOST = socket.gethostname()
 PRUNED = "pruned by the sweep"
@@ -143,7 +147,7 @@ def run_worker(sweep: Sweep, worker: int = 0, pruner: object = None) -> None:
                 outcome, values = run_trial(sweep, trial)
             except KeyboardInterrupt:
                 frozen = study.get_trials(deepcopy=False)
-                _requeue(study, next(t for t in frozen if t.number == trial.number))
+                _requeue(study, next(t for t in frozen if t.number == trial.number), sweep)
                 raise
             except CnnlabError as error:
                 trial.set_user_attr("error", str(error))
@@ -170,8 +174,10 @@ def trial_line(study: object, trial: object, monitor: str, values: dict, outcome
     what = f"pruned at epoch {outcome.epochs}" if outcome.pruned else "complete"
     line = f"trial {number} {what}: {monitor} {outcome.value:.4f}"
     line += f" after {outcome.epochs} epochs, {shown}"
-    if "continues" in trial.user_attrs:
+    if "resume_from" in trial.user_attrs:
         line += f", the run of trial {trial.user_attrs['continues']} resumed"
+    elif "continues" in trial.user_attrs:
+        line += f", the values of trial {trial.user_attrs['continues']} again"
     try:
         if not outcome.pruned and study.best_trial.number == number:
             line += " (best so far)"
@@ -199,30 +205,41 @@ def _claimed(study: object, before: int | None = None) -> int:
     )
 
 
-def recover(study: object, sweep: Sweep) -> list[tuple[int, str | None]]:
-    """Marks the trials cut short on this machine failed and queues them again.
+def recover(study: object, sweep: Sweep) -> list[tuple[int, str | None, bool]]:
+    """Ends the trials cut short on this machine and queues those that can be continued.
 
-    Returns (number, run folder) of each. A trial another command recovers at the same moment
-    is left to it: the study refuses to finish one trial twice.
+    Returns (number, run folder, whether it is queued again) of each. A trial another command
+    recovers at the same moment is left to it: the study refuses to finish one trial twice.
     """
     recovered = []
     for trial in study.get_trials(deepcopy=False):
-        if trial.state.name == "RUNNING" and _cut_short(trial) and _requeue(study, trial):
-            recovered.append((trial.number, trial.user_attrs.get("run")))
+        if trial.state.name == "RUNNING" and _cut_short(trial):
+            queued = _requeue(study, trial, sweep)
+            if queued is not None:
+                recovered.append((trial.number, trial.user_attrs.get("run"), queued))
     return recovered
 
 
-def _requeue(study: object, trial: object) -> bool:
-    """Fails ``trial`` and queues its values again, with its run folder to resume."""
+def _requeue(study: object, trial: object, sweep: Sweep) -> bool | None:
+    """Ends the cut-short ``trial`` and queues its values again, with its run folder to resume.
+
+    Optuna has no state for an interrupted trial: it is failed without an ``error``, which the
+    results show as interrupted. A trial cut short before it drew its values is not queued
+    (False): a new one draws its own. None: another command ended it first.
+    """
     optuna = require_optuna()
     try:
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
     except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+        return None
+    if not sweep.can_continue(trial):
         return False
     attrs = {"continues": trial.number}
-    if trial.user_attrs.get("run"):
-        attrs["resume_from"] = trial.user_attrs["run"]
-    study.enqueue_trial(trial.params, user_attrs=attrs)
+    # A continuation cut short before it named its run still holds the run it was to resume.
+    run = trial.user_attrs.get("run") or trial.user_attrs.get("resume_from")
+    if run:
+        attrs["resume_from"] = run
+    study.enqueue_trial(values_of(trial), user_attrs=attrs)
     return True
 
 
@@ -253,15 +270,24 @@ def _cut_short(trial: object) -> bool:
 def _worker_lock(folder: Path) -> Iterator[str]:
     """A lock file held while the worker lives; it dies with the process, however it ends."""
     locks = folder / WORKERS
-    locks.mkdir(parents=True, exist_ok=True)
     path = locks / f"{HOST}-{os.getpid()}-{secrets.token_hex(4)}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    for attempt in range(10):
+        locks.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            break
+        except FileNotFoundError:  # the last worker of another command removed the folder
+            if attempt == 9:
+                raise
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield str(path.absolute())
     finally:
         path.unlink(missing_ok=True)
         os.close(fd)
+        # The last worker out leaves no empty folder behind; one still holding a lock stays.
+        with contextlib.suppress(OSError):
+            locks.rmdir()
 
 
 def _die_with_parent(parent: int) -> None:

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.data.augment_specs import check_fits
 from cnnlab.data.dataset import ImageDataset, Normalizer
 from cnnlab.evaluate.evaluate import INFERENCE_BATCH
 from cnnlab.train.distributed import Shard, all_sum
@@ -48,6 +49,7 @@ def augmenter_for(
     specs = [augment] if isinstance(augment, str) else list(augment)
     if not specs:
         return None
+    check_fits(specs, *train.image_size)
     std = Normalizer.fit(train.with_subset(None)).std
     return OnTheFly.from_specs(specs, fill=fill, channel_std=std)
 

@@ -33,10 +33,29 @@ def strip_nproc(argv: Sequence[str]) -> list[str]:
     return out
 
 
-def check_nproc(nproc: object) -> int:
+def check_nproc(nproc: object, device: str = "auto") -> int:
+    """A process count this machine can run: on CPUs, at most one process per core (more only
+    take turns on the same cores), on GPUs one per GPU."""
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise CnnlabError(f"--nproc {nproc!r}: give a number of processes, 1 or more")
+    import torch
+
+    gpus = torch.cuda.device_count() if device in ("auto", "cuda") else 0
+    if gpus and nproc > gpus:
+        raise CnnlabError(f"--nproc {nproc}: this machine has {gpus} GPU(s); give at most {gpus}")
+    cores = _cores()
+    if not gpus and nproc > cores:
+        raise CnnlabError(
+            f"--nproc {nproc}: this machine has {cores} CPU cores; more processes than cores "
+            f"only take turns on them, give at most {cores}"
+        )
     return nproc
+
+
+def _cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def launch(argv: Sequence[str], nproc: int) -> int:
@@ -55,8 +74,7 @@ def launch(argv: Sequence[str], nproc: int) -> int:
         if name.startswith("torch.distributed.elastic"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (cores or 1) // nproc)))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cores() // nproc)))
     # gloo talks over the loopback interface, never another address of this machine.
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     config = LaunchConfig(

@@ -23,14 +23,14 @@ from pathlib import Path
 
 import torch
 
+from cnnlab.data import relabel
 from cnnlab.data.augment import augment, parse_specs
 from cnnlab.data.sources import load_split
 from cnnlab.data.split import Split, balance_warnings, format_class_table, write_manifest
 from cnnlab.errors import CnnlabError, RunInterrupted, TrainingDiverged, describe_os_error
-from cnnlab.files import read_json, write_json
+from cnnlab.files import write_json
 from cnnlab.models import create_model, model_info, parse_model_options
 from cnnlab.runs import folder as runs
-from cnnlab.runs.reading import load_run_split
 from cnnlab.train import distributed, finetune
 from cnnlab.train.batches import augmenter_for
 from cnnlab.train.callbacks import CSVLogger, progress
@@ -54,7 +54,6 @@ __all__ = [
     "load_toml",
     "parse_size",
     "parse_split",
-    "resume_training",
     "run_training",
 ]
 
@@ -78,7 +77,12 @@ def run_training(config: RunConfig, callbacks: Sequence[object] = ()) -> Path:
         # process aborts it, so even a run that fails waits for it.
         held.callback(warm_up_optimizers().join)
         split = load_split(config.data_spec())
-        model = _build_model(config, split)
+        decided = None  # after the split, so that it is drawn as in the reviewed run
+        if config.relabel is not None:
+            split, decided = relabel.relabel_split(split, config.relabel)
+            if distributed.is_main() and not config.quiet:
+                print(relabel.summary_line(decided), file=sys.stderr, flush=True)
+        model = build_model(config, split)
         start = finetune.starting_point(source, model, split) if source else None
 
         def claim() -> str:
@@ -91,8 +95,16 @@ def run_training(config: RunConfig, callbacks: Sequence[object] = ()) -> Path:
         out = Path(distributed.agree(claim))
         config = dataclasses.replace(config, out=str(out))
         partial = runs.partial_of(out)
-        return _execute(
-            config, out, partial, split, model, resume=False, callbacks=callbacks, start=start
+        return execute_run(
+            config,
+            out,
+            partial,
+            split,
+            model,
+            resume=False,
+            callbacks=callbacks,
+            start=start,
+            decided=decided,
         )
 
 
@@ -147,7 +159,7 @@ def _claim_out_folder(config: RunConfig, held: ExitStack) -> Path:
     raise AssertionError("unreachable")
 
 
-def _build_model(config: RunConfig, split: Split) -> torch.nn.Module:
+def build_model(config: RunConfig, split: Split) -> torch.nn.Module:
     """The run's network for ``split``, with what ``--freeze`` names frozen (resumes too)."""
     reference = split.train
     model = create_model(
@@ -175,140 +187,7 @@ def warm_up_optimizers() -> threading.Thread:
     return thread
 
 
-def resume_training(
-    run_dir: str | Path,
-    epochs: int | None = None,
-    quiet: bool = False,
-    callbacks: Sequence[object] = (),
-) -> Path:
-    """Finishes a run stopped at any point, or trains a finished run for more ``epochs``.
-
-    The result is the same, bit for bit, as if the run had never stopped (same seeds, same
-    order of batches, same thread count): weights, metrics and history alike.
-    """
-    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int)):
-        raise CnnlabError(f"--epochs must be a positive integer, not {epochs!r}")
-    out = runs.target_of(run_dir)
-    if distributed.launched():
-        return _resume_together(out, epochs, quiet, callbacks)
-    with runs.lock(out):
-        out, partial = runs.locate(out)
-        if partial.exists() and not runs.is_run_folder(partial):
-            raise CnnlabError(
-                f"{out}: the run was stopped before it wrote its configuration; start it again "
-                "with the same options"
-            )
-        if runs.is_run_folder(partial) and not (partial / runs.FINISHED).is_file():
-            return _resume_interrupted(out, partial, epochs, quiet, callbacks)
-        if runs.is_run_folder(partial):
-            # Everything was written; at most the report and the move into place were cut short.
-            saved = _read_config(partial)
-            if saved.report and not (partial / "report.html").exists():
-                write_run_report(partial)
-            runs.complete(partial, out, saved.overwrite)
-            if epochs is None:
-                print_result(out, quiet)
-                return out
-        if not runs.is_finished(out):
-            what = "no such run folder" if not out.exists() else "no interrupted run to resume"
-            raise CnnlabError(f"{out}: {what}; start a new run with cnnlab train --out")
-        return _extend(out, epochs, quiet, callbacks)
-
-
-def _resume_together(
-    out: Path, epochs: int | None, quiet: bool, callbacks: Sequence[object]
-) -> Path:
-    """``resume_training`` in a data-parallel run: the first process finds what to resume (and
-    holds the run's lock); every process then trains it."""
-    distributed.setup(torch.device("cpu"))
-    with ExitStack() as held:
-
-        def plan() -> dict:
-            held.enter_context(runs.lock(out))
-            found, partial = runs.locate(out)
-            if partial.exists() and runs.is_run_folder(partial):
-                if not (partial / runs.FINISHED).is_file():
-                    return {"how": "interrupted", "out": str(found), "partial": str(partial)}
-            elif runs.is_finished(found) and epochs is not None:
-                saved = _read_config(found)
-                if epochs > (saved.train.epochs or 0):
-                    return {"how": "extend", "out": str(found), "partial": ""}
-            raise CnnlabError(f"{found}: nothing to train; resume it with one process to finish it")
-
-        how = distributed.agree(plan)
-        found = Path(how["out"])
-        if how["how"] == "interrupted":
-            return _resume_interrupted(found, Path(how["partial"]), epochs, quiet, callbacks)
-        return _extend(found, epochs, quiet, callbacks)
-
-
-def _resume_interrupted(
-    out: Path, partial: Path, epochs: int | None, quiet: bool, callbacks: Sequence[object]
-) -> Path:
-    saved = _read_config(partial)
-    done = read_checkpoint_meta(partial / runs.CHECKPOINTS)
-    _check_epochs(out, saved, epochs, done["epoch"] if done else 0)
-    train = saved.train if epochs is None else dataclasses.replace(saved.train, epochs=epochs)
-    config = dataclasses.replace(saved, out=str(out), quiet=quiet, train=train)
-    split = load_run_split(partial)
-    model = _build_model(config, split)
-    return _execute(config, out, partial, split, model, resume=True, callbacks=callbacks)
-
-
-def _extend(out: Path, epochs: int | None, quiet: bool, callbacks: Sequence[object]) -> Path:
-    """Trains the finished run ``out`` further, in a copy that replaces it when done."""
-    saved = _read_config(out)
-    finished = read_json(out / runs.FINISHED, "run record")
-    extendable = saved.train.schedule not in ("cosine", "onecycle")
-    if finished.get("stop_reason"):
-        raise CnnlabError(
-            f"{out}: this run already finished ({finished['stop_reason']}); start a new run"
-        )
-    if epochs is None or epochs <= (saved.train.epochs or 0):
-        raise CnnlabError(
-            f"{out}: this run already finished (all epochs done); start a new run"
-            + (", or pass a larger --epochs to train on" if extendable else "")
-        )
-    state = read_checkpoint_meta(out / runs.CHECKPOINTS)
-    if state is None or state["epoch"] != finished.get("epochs_run"):
-        raise CnnlabError(
-            f"{out}: no checkpoint of its last epoch in {runs.CHECKPOINTS}/; it cannot be trained "
-            "further, start a new run"
-        )
-    _check_epochs(out, saved, epochs, state["epoch"])
-    train = dataclasses.replace(saved.train, epochs=epochs)
-    # The longer run replaces the shorter one when it is done.
-    config = dataclasses.replace(saved, out=str(out), quiet=quiet, overwrite=True, train=train)
-    check_options(config)
-    split = load_run_split(out)
-    model = _build_model(config, split)
-
-    def record_plan(copy: Path) -> None:
-        described = runs.read_config(copy)
-        described["train"]["epochs"], described["overwrite"] = epochs, True
-        write_json(copy / runs.CONFIG, described)
-
-    partial = Path(distributed.agree(lambda: str(runs.begin_extension(out, record_plan))))
-    return _execute(config, out, partial, split, model, resume=True, callbacks=callbacks)
-
-
-def _check_epochs(out: Path, saved: RunConfig, epochs: int | None, trained: int) -> None:
-    """A new epoch count must be reachable: not fewer than trained, no schedule stretched."""
-    planned = saved.train.epochs
-    if epochs is None or epochs == planned:
-        return
-    if epochs < max(trained, 1):
-        raise CnnlabError(
-            f"--epochs {epochs}: {out} has trained {trained} epochs already; give more"
-        )
-    if saved.train.schedule in ("cosine", "onecycle"):
-        raise CnnlabError(
-            f"--epochs {epochs}: the {saved.train.schedule} schedule of {out} was planned for "
-            f"{planned} epochs and cannot be stretched; resume without --epochs, or start a new run"
-        )
-
-
-def _execute(
+def execute_run(
     config: RunConfig,
     out: Path,
     partial: Path,
@@ -317,6 +196,7 @@ def _execute(
     resume: bool,
     callbacks: Sequence[object],
     start: finetune.Start | None = None,
+    decided: dict | None = None,
 ) -> Path:
     """Runs in ``partial`` and moves the result to ``out``; on failure keeps what can resume.
 
@@ -328,7 +208,7 @@ def _execute(
         _run(config, partial, split, model, resume, callbacks, start)
         return out
     try:
-        _run(config, partial, split, model, resume, callbacks, start)
+        _run(config, partial, split, model, resume, callbacks, start, decided)
         runs.complete(partial, out, config.overwrite)
     except KeyboardInterrupt:
         if not resume and not runs.is_run_folder(partial):
@@ -370,6 +250,7 @@ def _run(
     resume: bool,
     callbacks: Sequence[object],
     start: finetune.Start | None,
+    decided: dict | None = None,
 ) -> None:
     """Trains and finishes the run in ``folder``, the run's partial folder.
 
@@ -420,9 +301,14 @@ def _run(
         write_manifest(split, folder / "split.csv")
     # Rewritten on resume too: a finished run trained further records its new epoch count
     # before it trains, in its partial copy, so that resuming that goes on to the same end.
-    write_json(
-        folder / runs.CONFIG, _describe(config, split, finetune.describe(start, model, config))
-    )
+    described = _describe(config, split, finetune.describe(start, model, config))
+    if resume:  # the label decisions it started with; load_run_split applied their copy
+        decided = (runs.read_config(folder).get("resolved") or {}).get("relabel")
+    elif decided is not None:
+        relabel.keep_copy(decided, folder)
+    if decided is not None:
+        described["resolved"]["relabel"] = decided
+    write_json(folder / runs.CONFIG, described)
 
     # A bar on a terminal, one line per epoch in a log; on stderr, so that stdout keeps only
     # the results.
@@ -471,11 +357,13 @@ def _describe(config: RunConfig, split: Split, init: dict | None) -> dict:
         "subsets": {name: len(ds) for name, ds in split.items()},
         "cnnlab": __version__,
         "torch": torch.__version__,
+        # Several processes train the same model up to the order of float additions.
+        "processes": group.world if (group := distributed.group()) else 1,
     }
     return described
 
 
-def _read_config(folder: Path) -> RunConfig:
+def read_run_config(folder: Path) -> RunConfig:
     data = runs.read_config(folder)
     data.pop("resolved", None)
     data.pop("init", None)

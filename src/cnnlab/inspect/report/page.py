@@ -14,7 +14,7 @@ from markupsafe import Markup
 
 from cnnlab.errors import CnnlabError
 from cnnlab.files import write_text
-from cnnlab.inspect.report import results, sections
+from cnnlab.inspect.report import relabel, results, sections
 from cnnlab.inspect.report.context import ReportContext
 from cnnlab.inspect.report.html import badge, duration, guarded, number, p_value, percent
 from cnnlab.inspect.report.run import read_run
@@ -27,6 +27,7 @@ REPORT_NAME = "report.html"
 SECTIONS: tuple[tuple[str, str, Callable[[ReportContext], Markup]], ...] = (
     ("settings", "Settings", sections.settings_section),
     ("data", "Data", sections.data_section),
+    ("relabel", "Label decisions", relabel.relabel_section),
     ("model", "Model", sections.model_section),
     ("training", "Training", sections.training_section),
     ("evaluation", "Evaluation", results.evaluation_section),
@@ -70,6 +71,7 @@ def render(report: ReportContext) -> str:
             "body": guarded(f"the {title.lower()} section", lambda b=build: b(report)),
         }
         for anchor, title, build in SECTIONS
+        if anchor != "relabel" or relabel.relabel_record(report) is not None
     ]
     finished = report.run.run.get("finished")
     try:

@@ -32,6 +32,8 @@ def settings_section(report: ReportContext) -> Markup:
         return note("config.json is missing: the run's settings are unknown")
     train = config.pop("train", {}) or {}
     resolved = dict(config.pop("resolved", {}) or {})
+    if isinstance(resolved.get("relabel"), dict):  # its changes have their own section
+        resolved["relabel"] = resolved["relabel"].get("file")
     config.pop("out", None)
     subsets = resolved.pop("subsets", None)
     if subsets:
