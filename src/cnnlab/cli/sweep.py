@@ -90,27 +90,14 @@ def _passed_options(parser: argparse.ArgumentParser) -> None:
 
     Their dest is prefixed, so that they never mix with the sweep's own (``--out``).
     """
-    from cnnlab.train.options import cli_options
+    from cnnlab.cli.train import add_train_flags
 
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for option in cli_options():
-        if option.dest in _NOT_PASSED:
-            continue
-        group = groups.get(option.group) or groups.setdefault(
-            option.group, parser.add_argument_group(f"every trial: {option.group}")
-        )
-        common = {"dest": f"train_{option.dest}", "default": None, "help": option.help}
-        if option.kind == "true":
-            group.add_argument(option.flag, action="store_true", **common)
-        elif option.kind == "false":
-            group.add_argument(option.flag, action="store_false", **common)
-        elif option.kind == "both":
-            group.add_argument(option.flag, action=argparse.BooleanOptionalAction, **common)
-        else:
-            action = "append" if option.kind == "append" else "store"
-            group.add_argument(
-                option.flag, action=action, type=option.type, metavar=option.metavar, **common
-            )
+    add_train_flags(
+        parser,
+        skip=_NOT_PASSED,
+        dest=lambda name: f"train_{name}",
+        title=lambda group: f"every trial: {group}",
+    )
 
 
 def _sweep(args: argparse.Namespace) -> int:

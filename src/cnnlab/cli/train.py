@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from cnnlab.errors import CnnlabError
 
@@ -13,8 +14,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     _train_options(train)
 
 
-def _train_options(parser: argparse.ArgumentParser) -> None:
-    """The flags of :class:`cnnlab.RunConfig` and :class:`cnnlab.TrainConfig`, from their fields.
+def add_train_flags(
+    parser: argparse.ArgumentParser,
+    skip: tuple[str, ...] = (),
+    dest: Callable[[str], str] = str,
+    title: Callable[[str], str] = str,
+) -> dict[str, argparse._ArgumentGroup]:
+    """The flags of :class:`cnnlab.RunConfig` and :class:`cnnlab.TrainConfig`, from their fields,
+    in groups named by ``title``; ``skip`` leaves fields out and ``dest`` names their results
+    (``cnnlab sweep`` passes them on to its trials). Returns the groups by their names.
 
     Every default is None so that a ``--config`` TOML file's values apply unless a flag is given.
     """
@@ -22,10 +30,12 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
 
     groups: dict[str, argparse._ArgumentGroup] = {}
     for option in cli_options():
+        if option.dest in skip:
+            continue
         group = groups.get(option.group) or groups.setdefault(
-            option.group, parser.add_argument_group(option.group)
+            option.group, parser.add_argument_group(title(option.group))
         )
-        common = {"dest": option.dest, "default": None, "help": option.help}
+        common = {"dest": dest(option.dest), "default": None, "help": option.help}
         if option.kind == "true":
             group.add_argument(option.flag, action="store_true", **common)
         elif option.kind == "false":
@@ -37,6 +47,12 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
             group.add_argument(
                 option.flag, action=action, type=option.type, metavar=option.metavar, **common
             )
+    return groups
+
+
+def _train_options(parser: argparse.ArgumentParser) -> None:
+    """Every training flag, and those of the run folder only ``cnnlab train`` has."""
+    groups = add_train_flags(parser)
     run = groups["run folder"]
     run.add_argument(
         "--resume",

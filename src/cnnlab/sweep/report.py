@@ -22,52 +22,31 @@ from cnnlab.sweep.results import FIGURES, SweepResult, columns
 from cnnlab.sweep.study import Sweep, shown_url
 from cnnlab.version import __version__
 
-# The run report's page (templates/page.html) with the sweep's header: the same classes, so
-# the same look.
-PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="cnnlab {{ version }}">
-<title>{{ title }} · cnnlab sweep</title>
-<style>
-{{ css }}pre{overflow-x:auto;background:#eef2f7;border-radius:6px;padding:8px 12px}
+# The run report's page (inspect/report/templates/base.html) with the sweep's header: the same
+# template, so the same look.
+PAGE = """{% extends "base.html" %}
+{%- block kind %}sweep{% endblock %}
+{%- block extra_css %}pre{overflow-x:auto;background:#eef2f7;border-radius:6px;padding:8px 12px}
 pre code{background:none;padding:0}
-</style>
-</head>
-<body>
-<header class="hero"><div class="wrap">
-<div class="eyebrow">cnnlab · sweep report</div>
-<h1>{{ title }}</h1>
+{% endblock %}
+{%- block eyebrow %}sweep report{% endblock %}
+{%- block meta %}
 <div class="meta">{{ meta }}</div>
-<div class="tiles">
-{%- for tile in tiles %}
-<div class="tile"><div class="tile-label">{{ tile.label }}</div><div class="tile-value">\
-{{ tile.value }}</div><div class="tile-sub">{{ tile.sub }}</div></div>
-{%- endfor %}
-</div>
-</div></header>
-<nav class="toc"><div class="wrap">
-{%- for section in sections %}
-<a href="#{{ section.anchor }}">{{ section.title }}</a>
-{%- endfor %}
-</div></nav>
-<main class="wrap">
-{%- for section in sections %}
-<section id="{{ section.anchor }}" class="card"><h2>{{ section.title }}</h2>
-{{ section.body }}
-</section>
-{%- endfor %}
-</main>
-<footer class="wrap">Written by cnnlab {{ version }} on {{ written }} from {{ source }}</footer>
-</body>
-</html>
+{%- endblock %}
 """
 
 
 def render(sweep: Sweep, result: SweepResult, drawn: dict, best_report: Path | None) -> str:
-    environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    environment = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(
+            [
+                jinja2.DictLoader({"sweep.html": PAGE}),
+                jinja2.PackageLoader("cnnlab.inspect.report", "templates"),
+            ]
+        ),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
     sections = [
         {"anchor": "best", "title": "Best trial", "body": _best(sweep, result, best_report)},
         {"anchor": "trials", "title": "Trials", "body": _trials(sweep, result)},
@@ -75,7 +54,7 @@ def render(sweep: Sweep, result: SweepResult, drawn: dict, best_report: Path | N
     for name, title, _, _, caption in FIGURES:
         sections.append({"anchor": name, "title": title, "body": _figure(drawn[name], caption)})
     sections.append({"anchor": "settings", "title": "Settings", "body": _settings(sweep)})
-    return environment.from_string(PAGE).render(
+    return environment.get_template("sweep.html").render(
         version=__version__,
         title=f"Sweep {sweep.study}",
         css=stylesheet(),
