@@ -62,7 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.paths = [*args.paths, *(part for part in extra if not part.startswith("-"))]
         extra = [part for part in extra if part.startswith("-")]
     if extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        # Named by the command's own parser, so that the hint points at its own --help.
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     # The command as typed, for commands that start copies of themselves (train --nproc).
     args.argv = list(sys.argv[1:] if argv is None else argv)
     warnings.showwarning = _one_line_warning

@@ -283,6 +283,13 @@ def _run(
             train = train.replace(images=train.images.to(device))
         train = augment(train, config.augment, seed=config.train.seed)
     config = dataclasses.replace(config, train=config.train.resolved(len(train) * passes))
+    if config.augment and main and not config.quiet:
+        how = "afresh every batch" if on_the_fly else "copies made once"
+        print(
+            f"augmented ({config.augment_mode}, {how}): {len(split.train):,} training images "
+            f"become {len(train) * passes:,} an epoch",
+            flush=True,
+        )
     if not main:
         fit(
             model,
