@@ -82,7 +82,9 @@ def test_outputs_are_the_real_values() -> None:
     expected = F.conv2d(standardized[None], conv1.weight, conv1.bias, padding=2)[0]
     torch.testing.assert_close(outputs["standardize"], standardized)
     torch.testing.assert_close(outputs["features.conv1"], expected)
-    torch.testing.assert_close(outputs["features.relu1"], expected.clamp(min=0))
+    pooled = F.max_pool2d(expected, 2)
+    torch.testing.assert_close(outputs["features.pool1"], pooled)
+    torch.testing.assert_close(outputs["features.relu1"], pooled.clamp(min=0))
     model.eval()
     torch.testing.assert_close(outputs["head"], model(image[None].float())[0].detach())
 

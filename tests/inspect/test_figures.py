@@ -125,3 +125,57 @@ def test_shorten_middle_keeps_both_ends() -> None:
 
 def test_plain_escapes_dollar_signs() -> None:
     assert plain("cost $5 and $6.tif") == r"cost \$5 and \$6.tif"
+
+
+def _savefig_pixels(figure, **options) -> np.ndarray:
+    buffer = io.BytesIO()
+    with cnnlab_style():
+        figure.savefig(buffer, format="png", dpi=DPI, **options)
+    return png_pixels(buffer.getvalue())
+
+
+def _labelled_figure(constrained: bool, outside: bool = False):
+    figure = new_figure(5, 3, constrained=constrained)
+    axes = figure.add_subplot() if constrained else figure.add_axes((0.2, 0.2, 0.6, 0.6))
+    axes.bar(["ring", "rod", "spot"], [3, 7, 5], color="#4e79a7")
+    axes.set_title("images per class")
+    if outside:  # a label past the right edge of the canvas
+        figure.text(0.98, 0.5, "a label reaching past the canvas", rotation=90, va="center")
+    return figure
+
+
+def test_a_constrained_figure_is_savefigs_picture_in_rgb() -> None:
+    expected = _savefig_pixels(_labelled_figure(constrained=True))
+    data = figure_png(_labelled_figure(constrained=True))
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.mode == "RGB" and image.info["dpi"] == pytest.approx((DPI, DPI), abs=0.01)
+    np.testing.assert_array_equal(png_pixels(data), expected)
+
+
+def test_a_cropped_figure_is_savefigs_crop_from_one_drawing() -> None:
+    expected = _savefig_pixels(_labelled_figure(False), bbox_inches="tight", pad_inches=0.08)
+    pixels = png_pixels(figure_png(_labelled_figure(False)))
+    assert pixels.shape == expected.shape
+    # The same picture, up to where anti-aliasing falls within a pixel.
+    differs = np.abs(pixels.astype(int) - expected.astype(int)).max(axis=2) > 64
+    assert differs.mean() < 0.02
+    assert (pixels[:4] == 255).all() and (pixels[:, :4] == 255).all()  # the white margin
+
+
+def test_a_drawing_past_the_canvas_is_kept_whole() -> None:
+    canvas_width = 5 * DPI
+    expected = _savefig_pixels(
+        _labelled_figure(False, outside=True), bbox_inches="tight", pad_inches=0.08
+    )
+    pixels = png_pixels(figure_png(_labelled_figure(False, outside=True)))
+    assert expected.shape[1] > canvas_width * 0.8  # the label widens the crop
+    np.testing.assert_array_equal(pixels, expected)
+
+
+def test_rendering_leaves_the_figure_bare_and_usable() -> None:
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    figure = _labelled_figure(False)
+    first = figure_png(figure, release=False)
+    assert type(figure.canvas) is FigureCanvasBase and figure.dpi == DPI
+    assert figure_png(figure) == first

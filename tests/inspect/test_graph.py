@@ -32,11 +32,12 @@ def box_text(box: ET.Element) -> str:
 LENET5_GRAPH = [
     ("standardize", "Standardize", "norm", "z-score (train stats)", (1, 28, 28), 0),
     ("features.conv1", "Conv2d", "conv", "6 filters 5x5, pad 2", (6, 28, 28), 25 * 6 + 6),
-    ("features.relu1", "ReLU", "activation", "relu", (6, 28, 28), 0),
+    # Pooling before the ReLU: the same function, on a quarter of the values (models/layers.py).
     ("features.pool1", "MaxPool2d", "pool", "max 2x2, stride 2", (6, 14, 14), 0),
+    ("features.relu1", "ReLU", "activation", "relu", (6, 14, 14), 0),
     ("features.conv2", "Conv2d", "conv", "16 filters 5x5", (16, 10, 10), 25 * 6 * 16 + 16),
-    ("features.relu2", "ReLU", "activation", "relu", (16, 10, 10), 0),
     ("features.pool2", "MaxPool2d", "pool", "max 2x2, stride 2", (16, 5, 5), 0),
+    ("features.relu2", "ReLU", "activation", "relu", (16, 5, 5), 0),
     ("features.flatten", "Flatten", "reshape", "to a vector", (400,), 0),
     ("features.fc1", "Linear", "dense", "400 → 120 units", (120,), 400 * 120 + 120),
     ("features.relu3", "ReLU", "activation", "relu", (120,), 0),

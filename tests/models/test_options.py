@@ -55,17 +55,18 @@ WIDE_MLP = ("mlp", ["hidden=256,128"])
 
 def test_the_pytorch_notebook_lenet() -> None:
     # nn.Conv2d(1, 6, 3, padding=2), nn.Conv2d(6, 16, 3), fc 16*6*6 -> 120 -> 84 -> 10, ReLU and
-    # 2x2 max pooling after each convolution: 28 -> 30 -> 15 -> 13 -> 6.
+    # 2x2 max pooling after each convolution: 28 -> 30 -> 15 -> 13 -> 6. cnnlab pools before
+    # the ReLU, which is the same function (tests/models/test_layers.py).
     model = build(*PYTORCH_NOTEBOOK)
     expected = conv(1, 6, 3) + conv(6, 16, 3) + dense(576, 120) + dense(120, 84) + dense(84, 10)
     assert count_parameters(model) == expected == 81194
     assert layout(model) == [
         ("Conv2d", (6, 30, 30)),
-        ("ReLU", (6, 30, 30)),
         ("MaxPool2d", (6, 15, 15)),
+        ("ReLU", (6, 15, 15)),
         ("Conv2d", (16, 13, 13)),
-        ("ReLU", (16, 13, 13)),
         ("MaxPool2d", (16, 6, 6)),
+        ("ReLU", (16, 6, 6)),
         ("Flatten", (576,)),
         ("Linear", (120,)),
         ("ReLU", (120,)),

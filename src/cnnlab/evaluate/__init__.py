@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from cnnlab.evaluate.evaluate import evaluate, evaluate_subsets, per_sample, predict_proba
+from cnnlab.evaluate.evaluate import (
+    evaluate,
+    evaluate_subsets,
+    metrics_of,
+    per_sample,
+    per_sample_subsets,
+    predict_proba,
+)
 from cnnlab.evaluate.metrics import classification_metrics, format_metrics
 from cnnlab.evaluate.result import Metrics
 
@@ -12,6 +19,8 @@ __all__ = [
     "evaluate",
     "evaluate_subsets",
     "format_metrics",
+    "metrics_of",
     "per_sample",
+    "per_sample_subsets",
     "predict_proba",
 ]

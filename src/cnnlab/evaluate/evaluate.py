@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import pairwise
 
@@ -245,24 +245,43 @@ def _logits(
     model: nn.Module, images: torch.Tensor, batch_size: int, device: str | torch.device
 ) -> torch.Tensor:
     """All logits (on the CPU, float32) from one pass in batches of ``batch_size``."""
+    return _logits_each(model, [images], batch_size, device)[0]
+
+
+def _logits_each(
+    model: nn.Module,
+    image_sets: Sequence[torch.Tensor],
+    batch_size: int,
+    device: str | torch.device,
+) -> list[torch.Tensor]:
+    """The logits of each of ``image_sets``, from one network prepared for all of them.
+
+    Whether tracing pays is decided on all the images together: the graph is traced once and
+    scores every set (a run's training, validation and test images alike).
+    """
     if batch_size < 1:
         raise CnnlabError(f"batch_size must be at least 1, not {batch_size}")
-    outputs = []
+    results = []
     with _evaluating(model, device) as target:
         # Made outside inference mode, whose tensors could not become the copy's parameters.
         network = model
-        if target.type == "cpu" and len(images) >= GRAPH_MIN_BATCHES * batch_size:
-            network = inference_graph(model, images[:batch_size].float())
+        total = sum(len(images) for images in image_sets)
+        example = next((images for images in image_sets if len(images)), None)
+        if target.type == "cpu" and example is not None and total >= GRAPH_MIN_BATCHES * batch_size:
+            network = inference_graph(model, example[:batch_size].float())
         elif target.type == "cpu":
             network = inference_network(model)
         with torch.inference_mode():
-            for start in range(0, len(images), batch_size):
-                batch = images[start : start + batch_size].to(target).float()
-                outputs.append(network(batch).float().cpu())
-    if not outputs:
-        num_classes = getattr(model, "num_classes", 0)
-        return torch.zeros((0, num_classes))
-    return torch.cat(outputs)
+            for images in image_sets:
+                outputs = [
+                    network(images[start : start + batch_size].to(target).float()).float().cpu()
+                    for start in range(0, len(images), batch_size)
+                ]
+                if outputs:
+                    results.append(torch.cat(outputs))
+                else:
+                    results.append(torch.zeros((0, getattr(model, "num_classes", 0))))
+    return results
 
 
 def predict_proba(
@@ -293,6 +312,35 @@ def per_sample(
     image), plus the source ``paths`` and ``class_names``.
     """
     logits = _logits(model, _images_of(model, dataset), batch_size, device)
+    return _samples(logits, dataset)
+
+
+def per_sample_subsets(
+    model: nn.Module,
+    datasets: Mapping[str, ImageDataset | None],
+    batch_size: int = INFERENCE_BATCH,
+    device: str | torch.device = "cpu",
+) -> dict[str, dict]:
+    """:func:`per_sample` of each named dataset (skipping None), the model prepared once.
+
+    These are the scores every later view of the run needs (its metrics, the report's worst
+    cases): scoring once and passing them on spares running the model over the images again.
+    """
+    present = {name: dataset for name, dataset in datasets.items() if dataset is not None}
+    images = [_images_of(model, dataset) for dataset in present.values()]
+    logits = _logits_each(model, images, batch_size, device)
+    return {
+        name: _samples(scores, dataset)
+        for (name, dataset), scores in zip(present.items(), logits, strict=True)
+    }
+
+
+def first_samples(samples: dict, count: int) -> dict:
+    """The :func:`per_sample` results of the first ``count`` images only."""
+    return {key: value[:count] if key != "class_names" else value for key, value in samples.items()}
+
+
+def _samples(logits: torch.Tensor, dataset: ImageDataset) -> dict:
     labels = dataset.labels.to(torch.int64)
     probabilities = torch.softmax(logits, dim=1)
     predictions = logits.argmax(dim=1)
@@ -319,7 +367,11 @@ def evaluate(
     The result is a :class:`~cnnlab.evaluate.result.Metrics`: a dict that Jupyter shows as the
     caret-style block with the confusion matrix.
     """
-    samples = per_sample(model, dataset, batch_size=batch_size, device=device)
+    return metrics_of(per_sample(model, dataset, batch_size=batch_size, device=device), dataset)
+
+
+def metrics_of(samples: dict, dataset: ImageDataset) -> Metrics:
+    """The :func:`evaluate` metrics of ``dataset`` from its :func:`per_sample` results."""
     loss = float(np.mean(samples["loss"], dtype=np.float64))
     if not math.isfinite(loss):
         first = int(np.flatnonzero(~np.isfinite(samples["loss"]))[0])
@@ -347,8 +399,5 @@ def evaluate_subsets(
     device: str | torch.device = "cpu",
 ) -> dict[str, Metrics]:
     """:func:`evaluate` on each named dataset (e.g. train / valid / test), skipping None."""
-    return {
-        name: evaluate(model, dataset, batch_size=batch_size, device=device)
-        for name, dataset in datasets.items()
-        if dataset is not None
-    }
+    scored = per_sample_subsets(model, datasets, batch_size=batch_size, device=device)
+    return {name: metrics_of(samples, datasets[name]) for name, samples in scored.items()}

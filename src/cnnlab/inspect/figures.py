@@ -27,6 +27,8 @@ from typing import ParamSpec, TypeVar
 import matplotlib as mpl
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.transforms import Bbox
+from PIL import Image
 
 from cnnlab.errors import CnnlabError
 from cnnlab.files import write_bytes
@@ -38,6 +40,8 @@ R = TypeVar("R")
 DPI = 110
 #: Width of full-width figures in inches (a page or a notebook cell).
 FIGURE_WIDTH = 12.0
+#: White margin in inches around a figure cropped to its drawing.
+PAD = 0.08
 
 SUPTITLE_SIZE = 12
 TITLE_SIZE = 9
@@ -103,16 +107,79 @@ def figure_png(figure: Figure, release: bool = True) -> bytes:
     with a small margin. Releasing forgets a pyplot-made figure in pyplot; a notebook that
     shows a user's own figure must not do that, hence ``release``.
     """
-    buffer = io.BytesIO()
-    constrained = figure.get_layout_engine() is not None
-    options = {} if constrained else {"bbox_inches": "tight", "pad_inches": 0.08}
     try:
         with cnnlab_style():
-            figure.savefig(buffer, format="png", dpi=DPI, **options)
+            return _png(figure)
     finally:
         if release:
             _close(figure)
+
+
+def _png(figure: Figure) -> bytes:
+    """The PNG of :func:`figure_png`, drawn once where matplotlib's ``savefig`` draws twice.
+
+    ``savefig`` draws a constrained or cropped figure once to lay it out or measure it, then
+    again to render it. A bare figure on white is drawn here once at full size instead, and
+    its crop cut out of those pixels: the same picture for a third less time. Only a drawing
+    that reaches past the canvas needs ``savefig`` to render it again (given the measured box,
+    it does not measure again). The PNG is RGB, smaller and faster to compress than the RGBA
+    that ``savefig`` writes.
+    """
+    from matplotlib.backend_bases import FigureCanvasBase
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import to_rgba
+
+    constrained = figure.get_layout_engine() is not None
+    bare = type(figure.canvas) is FigureCanvasBase  # not pyplot's or a GUI's canvas
+    # Axes placed by a locator are placed at draw time: savefig measures those itself.
+    located = any(axes.get_axes_locator() is not None for axes in figure.axes)
+    # On white, as savefig paints every figure (STYLE), RGB loses nothing.
+    white = to_rgba(figure.get_facecolor()) == (1.0, 1.0, 1.0, 1.0)
+    if not bare or located or not white or figure.dpi != DPI:
+        return _saved(figure, None if constrained else "tight")
+    canvas = FigureCanvasAgg(figure)
+    try:
+        canvas.draw()
+        pixels = np.asarray(canvas.buffer_rgba())[..., :3]
+        box = None if constrained else figure.get_tightbbox(canvas.get_renderer())
+    finally:
+        FigureCanvasBase(figure)  # the bare canvas again, as savefig leaves it
+    if box is not None:
+        pixels = _cropped(pixels, box)
+        if pixels is None:
+            return _saved(figure, box.padded(PAD))
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG", dpi=(DPI, DPI))
     return buffer.getvalue()
+
+
+def _saved(figure: Figure, box: Bbox | str | None) -> bytes:
+    """``savefig``'s PNG, cropped to ``box`` (inches, or ``"tight"``) unless None."""
+    buffer = io.BytesIO()
+    options = {} if box is None else {"bbox_inches": box, "pad_inches": PAD}
+    figure.savefig(buffer, format="png", dpi=DPI, **options)
+    return buffer.getvalue()
+
+
+def _cropped(pixels: np.ndarray, box: Bbox) -> np.ndarray | None:
+    """``pixels`` cut to ``box`` (inches) and :data:`PAD`, on white; None if ``box`` overflows."""
+    height, width = pixels.shape[:2]
+    left, right = box.x0 * DPI, box.x1 * DPI
+    top, bottom = height - box.y1 * DPI, height - box.y0 * DPI
+    if left < -0.5 or top < -0.5 or right > width + 0.5 or bottom > height + 0.5:
+        return None
+    # Sizes truncated as matplotlib sizes a canvas, so the PNG is as large as savefig's.
+    pad = PAD * DPI
+    rows = round(bottom + pad) - int(bottom - top + 2 * pad), round(bottom + pad)
+    columns = round(left - pad), round(left - pad) + int(right - left + 2 * pad)
+    cut = pixels[max(rows[0], 0) : rows[1], max(columns[0], 0) : columns[1]]
+    # The margin may reach past the canvas: white there, as on the canvas itself.
+    margins = (
+        (max(-rows[0], 0), max(rows[1] - height, 0)),
+        (max(-columns[0], 0), max(columns[1] - width, 0)),
+        (0, 0),
+    )
+    return np.pad(cut, margins, constant_values=255)
 
 
 def save_figure(figure: Figure, path: str | Path) -> Path:

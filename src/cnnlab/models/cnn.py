@@ -18,13 +18,15 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.models.base import ImageClassifier
+from cnnlab.models.layers import max_pool
 from cnnlab.models.mlp import check_rate
 from cnnlab.models.registry import register_model
 from cnnlab.models.trace import feature_shape
 
 
 class CNNDropout(ImageClassifier):
-    """conv 32@3x3, conv 64@3x3, maxpool, dropout, flatten, dense, dropout, logits."""
+    """conv 32@3x3, conv 64@3x3, maxpool, dropout, flatten, dense, dropout, logits (the second
+    ReLU after the pooling, which is the same function)."""
 
     def __init__(
         self,
@@ -41,8 +43,8 @@ class CNNDropout(ImageClassifier):
                 conv1=nn.Conv2d(in_chans, 32, 3),
                 relu1=nn.ReLU(inplace=False),
                 conv2=nn.Conv2d(32, 64, 3),
+                pool=max_pool(2),  # before the ReLU: the same function on a quarter of the maps
                 relu2=nn.ReLU(inplace=False),
-                pool=nn.MaxPool2d(2),
                 dropout1=nn.Dropout(conv_dropout),
                 flatten=nn.Flatten(),
             )
@@ -82,7 +84,8 @@ def cnn_dropout(
 
 
 class ConvNetBN(ImageClassifier):
-    """Three stages of 3x3 conv -> batch norm -> ReLU, global average pooling, logits.
+    """Three stages of 3x3 conv -> batch norm -> ReLU, global average pooling, logits (where a
+    pooling follows, it runs before that ReLU: the same function).
 
     Widths for ``width=w``: w/2 and w at full resolution, 2w and 2w at half, 4w at a quarter.
     Padding 1 keeps each stage's size, so only the two poolings shrink the image.
@@ -97,8 +100,12 @@ class ConvNetBN(ImageClassifier):
         previous, conv_index, pool_index = in_chans, 0, 0
         for step in plan:
             if step == "pool":
+                # Pooling moves before the stage's ReLU: the same function on a quarter of the
+                # maps (see cnnlab.models.layers).
                 pool_index += 1
-                layers[f"pool{pool_index}"] = nn.MaxPool2d(2)
+                relu = layers.popitem()
+                layers[f"pool{pool_index}"] = max_pool(2)
+                layers[relu[0]] = relu[1]
                 continue
             conv_index += 1
             layers[f"conv{conv_index}"] = nn.Conv2d(previous, int(step), 3, padding=1, bias=False)

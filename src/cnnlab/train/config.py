@@ -33,21 +33,26 @@ MAX_AUTO_EPOCHS = 100
 class TrainConfig:
     """Hyperparameters of one training run.
 
-    The defaults are the recipe that trains LeNet-5 to 99.2% on MNIST in three epochs: SGD with
-    Nesterov momentum under a one-cycle schedule. ``epochs=None`` and ``batch_size=None`` adapt
-    to the training set (see :meth:`resolved`). ``lr=None`` takes a rate that suits the
-    optimizer (``DEFAULT_LR``), doubled for the one-cycle schedule, whose warm-up lets it
-    tolerate a higher peak. ``nesterov`` applies to SGD with momentum only. ``amp`` runs the
-    forward pass under bfloat16 autocast (no loss scaling needed, unlike float16).
-    ``init_sigma`` is the standard deviation of the ``normal`` initializer (the MXNet course
-    uses 0.1). ``step_size`` and ``gamma`` shape the
-    ``step`` schedule and ``gamma`` also the ``plateau`` one. ``patience`` stops training when
-    ``monitor`` has not improved for that many epochs (None: never stop early).
+    The defaults are the general recipe, which trains LeNet-5 to 99.2% on MNIST in three epochs:
+    SGD with Nesterov momentum under a one-cycle schedule. (``cnnlab train`` with no options
+    uses the two-epoch recipe of :mod:`cnnlab.train.recipes` instead.) ``epochs=None`` and
+    ``batch_size=None`` adapt to the training set (see :meth:`resolved`). ``lr=None`` takes a
+    rate that suits the optimizer (``DEFAULT_LR``), doubled for the one-cycle schedule, whose
+    warm-up lets it tolerate a higher peak. ``nesterov`` applies to SGD with momentum only.
+    ``amp`` runs the forward pass under bfloat16 autocast (no loss scaling needed, unlike
+    float16). ``init_sigma`` is the standard deviation of the ``normal`` initializer (the MXNet
+    course uses 0.1). ``step_size`` and ``gamma`` shape the ``step`` schedule and ``gamma`` also
+    the ``plateau`` one. ``patience`` stops training when ``monitor`` has not improved for that
+    many epochs (None: never stop early).
     """
 
     epochs: int | None = field(
         default=None,
-        metadata=flag("passes over the training set [about 150,000 images' worth, 3-100]", T),
+        metadata=flag(
+            "passes over the training set [about 150,000 images' worth, 3-100; the main job's "
+            "recipe: 2]",
+            T,
+        ),
     )
     batch_size: int | None = field(
         default=None, metadata=flag("images per optimizer step [128, fewer for small sets]", T)
@@ -56,7 +61,8 @@ class TrainConfig:
     lr: float | None = field(
         default=None,
         metadata=flag(
-            "learning rate, the peak rate for onecycle [sgd 0.05 (0.1 with onecycle), adam, "
+            "learning rate, the peak rate for onecycle [sgd 0.05 (0.1 with onecycle; the main "
+            "job's recipe: 0.2), adam, "
             "adamw and rmsprop 0.001, adadelta 1.0 as in PyTorch; Keras' Adadelta() uses "
             "0.001: pass --lr 0.001 to reproduce a Keras recipe as written]",
             T,
@@ -85,7 +91,11 @@ class TrainConfig:
         default=0.1, metadata=flag("decay factor of --schedule step and plateau", T)
     )
     label_smoothing: float = field(
-        default=0.0, metadata=flag("label smoothing of the loss, training and validation", T)
+        default=0.0,
+        metadata=flag(
+            "label smoothing of the loss, training and validation [0; the main job's recipe: 0.2]",
+            T,
+        ),
     )
     patience: int | None = field(
         default=None, metadata=flag("stop after this many epochs without improvement [never]", T)

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from cnnlab.data.split import Split
-from cnnlab.evaluate import evaluate_subsets, format_metrics
+from cnnlab.evaluate import format_metrics, metrics_of, per_sample_subsets
 from cnnlab.export.saved import save_model
 from cnnlab.files import read_json, write_json
 from cnnlab.runs import folder as runs
@@ -24,18 +24,20 @@ from cnnlab.train.options import RunConfig
 
 def finish_run(
     folder: Path, model: torch.nn.Module, config: RunConfig, split: Split, history: History
-) -> dict:
+) -> dict[str, dict]:
     """Evaluates every subset, saves the model and metrics, and marks the run finished.
 
     ``run.json`` is written last: a folder holding it holds everything but the report, which
     is made from these files. A fine-tuned run's ``init`` record (where its weights came from,
-    what was frozen), written into ``config.json`` when it started, goes into both.
+    what was frozen), written into ``config.json`` when it started, goes into both. Returns
+    each subset's per-image scores (:func:`cnnlab.evaluate.per_sample`), for the report to
+    reuse instead of running the model over the images again.
     """
     init = runs.read_config(folder).get("init")
     # ``split.train`` is the training set before augmentation: the one a user reports on.
-    metrics = evaluate_subsets(
-        model, {"train": split.train, "valid": split.valid, "test": split.test}
-    )
+    subsets = {"train": split.train, "valid": split.valid, "test": split.test}
+    scores = per_sample_subsets(model, subsets)
+    metrics = {name: metrics_of(samples, subsets[name]) for name, samples in scores.items()}
     write_json(folder / "metrics.json", metrics)
     save_model(
         model,
@@ -61,7 +63,7 @@ def finish_run(
             **({"init": init} if init else {}),
         },
     )
-    return metrics
+    return scores
 
 
 def write_run_report(folder: Path, **loaded: object) -> None:

@@ -19,6 +19,7 @@ from cnnlab.data.sources import DataSpec
 from cnnlab.errors import CnnlabError
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.flags import DATA, RUN, TRAINING, Flag, flag
+from cnnlab.train.recipes import recipe_for
 
 VALID_ON = ("valid", "test")
 #: The network of a run that names none and starts from no other run.
@@ -229,6 +230,9 @@ class RunConfig:
             run_options["size"] = parse_size(run_options["size"])
         if "split" in run_options:
             run_options["split"] = parse_split(run_options["split"])
+        recipe = recipe_for(run_options, train_options)
+        if recipe is not None:  # the main job: a recipe measured for its data and network
+            train_options = {**recipe.options, **train_options}
         return cls(**run_options, train=TrainConfig(**train_options))
 
     def data_spec(self) -> DataSpec:

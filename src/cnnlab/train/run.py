@@ -346,9 +346,9 @@ def _run(
     if distributed.group() is not None and not config.train.threads:
         # The other processes only trained: evaluating and reporting may use every core.
         torch.set_num_threads(len(os.sched_getaffinity(0)))
-    finish_run(folder, model, config, split, history)
+    scores = finish_run(folder, model, config, split, history)
     if config.report:
-        write_run_report(folder, model=model, split=split)
+        write_run_report(folder, model=model, split=split, scores=scores)
 
 
 def _describe(config: RunConfig, split: Split, init: dict | None) -> dict:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError
@@ -39,7 +39,8 @@ class ReportContext:
 
     ``model`` and ``split`` are the run's trained model and its
     :class:`~cnnlab.data.split.Split` when the caller still holds them; otherwise both are
-    re-loaded from the run folder the first time a section needs them.
+    re-loaded from the run folder the first time a section needs them. ``scores`` are the
+    per-image results that evaluating the run gave for those subsets, when the caller has them.
     """
 
     def __init__(
@@ -48,11 +49,14 @@ class ReportContext:
         image_index: int | None = None,
         model: object = None,
         split: object = None,
+        scores: Mapping[str, dict] | None = None,
     ) -> None:
         self.run = run
         self.image_index = image_index
         self.model = Loaded(self._load_model if model is None else lambda: self._adopt(model))
         self.split = Loaded(self._load_split if split is None else lambda: split)
+        # Scores without the split they were computed on could belong to other images.
+        self._scores = dict(scores or {}) if split is not None else {}
         self._scored: dict[str, Loaded] = {}
 
     def _load_model(self):
@@ -89,9 +93,14 @@ class ReportContext:
         if name not in self._scored:
 
             def score() -> tuple[object, dict]:
+                from cnnlab.evaluate.evaluate import first_samples
+
                 dataset = self.subset(name)
+                given = self._scores.get(name)
                 if len(dataset) > MAX_EXPLAINED:
                     dataset = dataset.select(range(MAX_EXPLAINED))
+                if given is not None and len(given["labels"]) >= len(dataset):
+                    return dataset, first_samples(given, len(dataset))
                 return dataset, _score(self.model.get(), dataset)
 
             self._scored[name] = Loaded(score)

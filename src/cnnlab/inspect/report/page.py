@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -170,6 +170,7 @@ def write_report(
     *,
     model: object = None,
     split: object = None,
+    scores: Mapping[str, dict] | None = None,
 ) -> Path:
     """Writes the HTML report of the finished run in ``run_dir``; returns its path.
 
@@ -178,6 +179,8 @@ def write_report(
     ``model`` and ``split`` are the run's trained model and its
     :class:`~cnnlab.data.split.Split`, for a caller that still holds them (``cnnlab train``):
     they spare re-loading both from disk. Left out, both are re-loaded from the run folder.
+    ``scores`` are that model's per-image results on those subsets
+    (:func:`cnnlab.evaluate.per_sample_subsets`): given, the model is not run over them again.
     """
     run = read_run(run_dir)
     if image_index is not None:
@@ -189,7 +192,7 @@ def write_report(
                 f"--image {image_index}: the {subset} set has images 0 to {size - 1}; choose one"
             )
     target = Path(out) if out is not None else run.path / REPORT_NAME
-    page = render(ReportContext(run, image_index, model=model, split=split))
+    page = render(ReportContext(run, image_index, model=model, split=split, scores=scores))
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         write_text(target, page)

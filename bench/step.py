@@ -1,0 +1,119 @@
+"""Where one training step of LeNet-5 spends its time, before and after issue 16's layers.
+
+"before" is the textbook network (ReLU, then PyTorch's ``nn.MaxPool2d``); "after" is cnnlab's
+(``MaxPool2d`` with its fast training path, then ReLU: the same function and the same gradients,
+see ``tests/models/test_layers.py``). Both start from the same weights and train as
+``cnnlab.fit`` does (the model's own layout, SGD with Nesterov momentum) on MNIST batches.
+
+Prints images/s of each (medians of interleaved repeats) with its share of the machine's float32
+matmul rate, and torch.profiler's table of the operators of one step, averaged over the
+profiled steps. Usage::
+
+    python bench/step.py [--model lenet5] [--batch-size 128] [--threads 2] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.profiler import profile
+
+import cnnlab
+from cnnlab.models import model_summary
+from cnnlab.train.loop import fit_normalizer
+from run import matmul_gflops  # bench/run.py: the machine's float32 rate, measured the same way
+
+
+def textbook(features: nn.Sequential) -> nn.Sequential:
+    """``features`` with each ReLU back before the pooling it follows, and PyTorch's pooling."""
+    layers = list(features.named_children())
+    for i in range(1, len(layers)):
+        if isinstance(layers[i - 1][1], nn.MaxPool2d) and isinstance(layers[i][1], nn.ReLU):
+            layers[i - 1], layers[i] = layers[i], layers[i - 1]
+    plain = [
+        (name, nn.MaxPool2d(m.kernel_size, m.stride) if isinstance(m, nn.MaxPool2d) else m)
+        for name, m in layers
+    ]
+    return nn.Sequential(OrderedDict(plain))
+
+
+def build(name: str, kind: str, train: cnnlab.ImageDataset) -> nn.Module:
+    torch.manual_seed(0)
+    model = cnnlab.create_model(name, in_chans=1, num_classes=10, input_size=(28, 28))
+    normalizer = fit_normalizer(train)
+    model.standardize.set_statistics(normalizer.mean, normalizer.std)
+    if kind == "before":
+        model.features = textbook(model.features)
+    layout = torch.channels_last if model.cpu_channels_last else torch.contiguous_format
+    return model.to(memory_format=layout).train()
+
+
+def stepper(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int):
+    """One ``fit``-like step per call: index a batch, forward, loss, backward, SGD."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+    layout = torch.channels_last if model.cpu_channels_last else torch.contiguous_format
+    generator = torch.Generator().manual_seed(0)
+
+    def step() -> None:
+        index = torch.randint(0, len(images), (batch,), generator=generator)
+        x = images[index].contiguous(memory_format=layout)
+        loss = F.cross_entropy(model(x), labels[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="lenet5")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=100, help="steps per timed repeat")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    train = cnnlab.datasets.mnist()[0].raw()
+    images, labels = train.images, train.labels
+    models = {kind: build(args.model, kind, train) for kind in ("before", "after")}
+    steps = {kind: stepper(m, images, labels, args.batch_size) for kind, m in models.items()}
+    for step in steps.values():  # oneDNN primitives, allocator growth
+        for _ in range(20):
+            step()
+    rates: dict[str, list[float]] = {kind: [] for kind in steps}
+    for _ in range(args.repeats):
+        for kind, step in steps.items():
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                step()
+            rates[kind].append(args.steps * args.batch_size / (time.perf_counter() - start))
+    peak = matmul_gflops()
+    flops = 6 * model_summary(models["after"]).total_mult_adds
+    print(
+        f"{args.model}, batch {args.batch_size}, {args.threads} threads; float32 matmul "
+        f"{peak:.0f} GFLOP/s; {flops / 1e6:.2f} MFLOP per training image"
+    )
+    for kind, values in rates.items():
+        median = statistics.median(values)
+        print(
+            f"{kind:>6}: {median:8,.0f} images/s (min-max {min(values):,.0f}-{max(values):,.0f})"
+            f", {median * flops / 1e9 / peak:.1%} of peak"
+        )
+    for kind, step in steps.items():
+        with profile() as trace:
+            for _ in range(args.steps):
+                step()
+        print(f"\n{kind}: operators of one step (averaged over {args.steps} steps)")
+        table = trace.key_averages().table(sort_by="self_cpu_time_total", row_limit=14)
+        print(table)
+
+
+if __name__ == "__main__":
+    main()
