@@ -107,7 +107,7 @@ def _train(args: argparse.Namespace) -> int:
         for k, v in vars(args).items()
         if k not in ("command", "config", "resume") and v is not None
     }
-    config = RunConfig.from_options({**options, **flags})
+    config = RunConfig.from_options({**options, **flags}, recipe=True)
     if nproc is not None and nproc > 1:
         check_run(config)  # a typo is told once, before any process starts
         return launch(strip_nproc(argv), nproc)

@@ -1,11 +1,12 @@
 """What each layer of a network makes of one image (the filters are in :mod:`.filters`).
 
 A CNN is easiest to understand by following one image through it: the standardized input, the
-feature maps after each convolution, what ReLU removes, how pooling halves the maps, and how the
-dense layers end in one probability per class. :func:`layer_outputs` records every layer's output
-with forward hooks on the *leaf* modules (those without children), which is exactly the list of
-operations a student sees in ``print(model)``; :func:`activations_figure` draws them one row
-per layer.
+feature maps after each convolution, how pooling halves the maps, what ReLU removes, and how the
+dense layers end in one probability per class. (cnnlab's ReLU networks pool before the ReLU,
+the same function on a quarter of the values: see :mod:`cnnlab.models.layers`.)
+:func:`layer_outputs` records every layer's output with forward hooks on the *leaf* modules
+(those without children), which is exactly the list of operations a student sees in
+``print(model)``; :func:`activations_figure` draws them one row per layer.
 
 Hooks are always removed, and the model's train/eval flags are restored per module, even when the
 image does not fit the model, so inspecting a model never changes how it trains afterwards.

@@ -1,4 +1,4 @@
-"""Layers that compute exactly what PyTorch's do, faster where cnnlab's small networks train.
+"""Layers that compute exactly what PyTorch's do, faster where some of cnnlab's networks train.
 
 :class:`MaxPool2d` is ``nn.MaxPool2d`` with a faster way through 2x2 windows of contiguous
 (NCHW) maps while training on a CPU. PyTorch's kernel for that layout walks the maps one window
@@ -7,7 +7,10 @@ views. Values and gradients are bit-identical to ``nn.MaxPool2d`` (``tests/model
 test_layers.py``). The class keeps its name, so summaries, inspection and exports see an
 ordinary max-pooling layer, and evaluation, tracing and export take PyTorch's own path.
 Channels-last maps keep PyTorch's kernel, which vectorizes over channels and measured faster
-than this path with two threads (``bench/step.py``).
+than this path with two threads (``bench/step.py``): the path serves the networks that train in
+NCHW (``lenet5_bn``, ``cnn_dropout``). Two limits: where a window holds NaN the gradient may go
+to another element than PyTorch's (training has diverged then, and ``fit`` stops it), and the
+function has no rules for ``torch.func`` transforms or forward-mode AD (cnnlab uses neither).
 
 :func:`pool_then_activate` says where ``activation -> max pool`` may run as ``max pool ->
 activation``: for ReLU, which is monotone, so the maximum of rectified values is the rectified

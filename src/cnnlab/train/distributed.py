@@ -91,6 +91,14 @@ def setup(device: torch.device) -> tuple[Group | None, torch.device]:
     return group(), device
 
 
+def finish_together() -> None:
+    """Waits until every process has finished its part of the run (the first one evaluates and
+    writes after training). A process that leaves early closes its connections while another
+    still holds them, which now and then makes gloo abort that other process (SIGABRT)."""
+    if group() is not None:
+        dist.barrier()
+
+
 def shutdown() -> None:
     """Leaves the process group (before the process exits, as PyTorch asks)."""
     if dist.is_available() and dist.is_initialized():

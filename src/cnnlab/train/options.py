@@ -189,8 +189,13 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     @classmethod
-    def from_options(cls, options: dict) -> RunConfig:
-        """Builds a config from flat option names (CLI flags or TOML keys, '-' or '_')."""
+    def from_options(cls, options: dict, recipe: bool = False) -> RunConfig:
+        """Builds a config from flat option names (CLI flags or TOML keys, '-' or '_').
+
+        With ``recipe`` (``cnnlab train`` asks for it) a run that fits a measured recipe of
+        :mod:`cnnlab.train.recipes` gets it; without, as for sweeps, resumed runs and the
+        Python API, every unset option takes its general default.
+        """
         options = {
             key.replace("-", "_"): value for key, value in options.items() if value is not None
         }
@@ -230,9 +235,9 @@ class RunConfig:
             run_options["size"] = parse_size(run_options["size"])
         if "split" in run_options:
             run_options["split"] = parse_split(run_options["split"])
-        recipe = recipe_for(run_options, train_options)
-        if recipe is not None:  # the main job: a recipe measured for its data and network
-            train_options = {**recipe.options, **train_options}
+        measured = recipe_for(run_options, train_options) if recipe else None
+        if measured is not None:  # the main job: a recipe measured for its data and network
+            train_options = {**measured.options, **train_options}
         return cls(**run_options, train=TrainConfig(**train_options))
 
     def data_spec(self) -> DataSpec:

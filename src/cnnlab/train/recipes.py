@@ -8,7 +8,10 @@ seeds 0-9 it gave 99.04-99.19% (mean 99.11%); the general defaults gave 98.95-99
 epochs and 95.91-99.11% in two (the README's "Measured" section has the table and the
 command). A recipe is applied whole or not at all: a run that sets any of its ``knobs``
 itself (``--epochs 3``, ``--lr``, another optimizer...) gets the general defaults for the rest,
-so that no option silently changes the meaning of another.
+so that no option silently changes the meaning of another. Only ``cnnlab train`` asks for
+recipes (``RunConfig.from_options(..., recipe=True)``): the trials of a sweep, resumed runs and
+``run_training(RunConfig(...))`` get the general defaults, so that the runs they compare or
+continue are trained alike.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ KNOBS = (
     "schedule",
     "label_smoothing",
     "init",
+    "normalize",
 )
 
 
@@ -50,8 +54,9 @@ def recipe_for(
     run_options: Mapping[str, object], train_options: Mapping[str, object]
 ) -> Recipe | None:
     """The recipe for a run with these (given, not defaulted) options, if one fits it: the data
-    and network are the recipe's, unchanged (no model options, augmentation, starting weights
-    or relabelling), and none of its knobs is set."""
+    and network are the recipe's, unchanged (no model options, augmentation, starting weights,
+    relabelling, resizing, channel conversion, split or equalization), and none of its knobs
+    is set."""
     data = run_options.get("data", ["mnist"])
     for recipe in RECIPES:
         fits = (
@@ -64,6 +69,8 @@ def recipe_for(
             and run_options.get("freeze", "none") == "none"
             and run_options.get("split") is None
             and run_options.get("size") is None
+            and run_options.get("channels") is None
+            and not run_options.get("equalize")
             and not any(knob in train_options for knob in KNOBS)
         )
         if fits:

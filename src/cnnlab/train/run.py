@@ -206,6 +206,7 @@ def execute_run(
     if not distributed.is_main():
         # The other processes of a data-parallel run only train; the first one owns the folder.
         _run(config, partial, split, model, resume, callbacks, start)
+        distributed.finish_together()
         return out
     try:
         _run(config, partial, split, model, resume, callbacks, start, decided)
@@ -229,6 +230,7 @@ def execute_run(
                 f"{error}; the run so far is kept: {_resume_hint(out, partial)}"
             ) from error
         raise
+    distributed.finish_together()
     print_result(out, config.quiet)
     return out
 
