@@ -131,7 +131,12 @@ class TrainConfig:
         default="auto", metadata=flag("auto (CUDA when present), cpu or cuda", T, choices=DEVICES)
     )
     threads: int | None = field(
-        default=None, metadata=flag("CPU threads for PyTorch [PyTorch's choice]", T)
+        default=None,
+        metadata=flag(
+            "CPU threads for PyTorch [PyTorch's choice: one per core]; fewer when other work "
+            "keeps cores busy",
+            T,
+        ),
     )
     amp: bool = field(
         default=False,
