@@ -39,15 +39,12 @@ KNOBS = (
 class Recipe:
     """The training options measured best for ``model`` on the built-in data set ``data``."""
 
-    name: str
     data: str
     model: str
     options: Mapping[str, object] = field(default_factory=dict)
 
 
-RECIPES = (
-    Recipe("mnist-lenet5", "mnist", "lenet5", {"epochs": 2, "lr": 0.2, "label_smoothing": 0.2}),
-)
+RECIPES = (Recipe("mnist", "lenet5", {"epochs": 2, "lr": 0.2, "label_smoothing": 0.2}),)
 
 
 def recipe_for(
