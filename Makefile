@@ -11,6 +11,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@# An editable install leaves cnnlab's own modules uncompiled, and where Python may not write
+	@# bytecode (PYTHONDONTWRITEBYTECODE, common in containers and CI) every command would compile
+	@# them again: 0.15-0.2 s of each start, measured. Stale files are simply recompiled.
+	$(BIN)/python -m compileall -q src
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -10,6 +10,11 @@ matmul rate, and torch.profiler's table of the operators of one step, averaged o
 profiled steps. Usage::
 
     python bench/step.py [--model lenet5] [--batch-size 128] [--threads 2] [--repeats 5]
+
+Last, the budget of issue 16's goal (``--goal``, a share of the matmul rate): the step time the
+goal allows, the profile's split of the "after" step into convolutions and the rest, and the
+rate the convolutions would need with the rest as it is and with the rest halved. FLOPs are
+counted as the share of peak counts them: 6 x torchinfo's forward multiply-adds per image.
 """
 
 from __future__ import annotations
@@ -71,6 +76,51 @@ def stepper(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch:
     return step
 
 
+def conv_flops(model: nn.Module) -> int:
+    """Training FLOPs per image of the model's convolutions, counted as the whole model's are."""
+    rows = model_summary(model).rows
+    return 6 * sum(row["mult_adds"] for row in rows if row["type"] == "Conv2d")
+
+
+def conv_share(events) -> float:
+    """The convolutions' share (forward and backward) of the profiled operators' self time."""
+    total = sum(e.self_cpu_time_total for e in events)
+    conv = sum(
+        e.self_cpu_time_total for e in events if e.key.startswith("aten::") and "conv" in e.key
+    )
+    return conv / total
+
+
+def budget(rate: float, share: float, peak: float, flops: int, conv: int, goal: float) -> str:
+    """What ``goal`` (a share of ``peak``) asks of the convolutions, as lines of text.
+
+    ``rate`` is the measured images/s, ``share`` the convolutions' share of a step's time,
+    ``flops`` and ``conv`` the FLOPs per image of the whole step and of its convolutions.
+    Times are per image, in microseconds.
+    """
+    now, allowed = 1e6 / rate, flops / (goal * peak * 1e3)
+    conv_us = share * now
+    rest_us = now - conv_us
+
+    def percent(us: float) -> str:  # the convolutions' rate in ``us`` as a share of peak
+        return f"{conv / (us * 1e3) / peak:.0%} of peak"
+
+    def needs(rest: float) -> str:
+        left = allowed - rest
+        if left <= 0:
+            return "nothing is left for the convolutions"
+        return f"{left:.1f} us, {conv / (left * 1e3):.0f} GFLOP/s, {percent(left)}"
+
+    return "\n".join(
+        [
+            f"goal {goal:.0%} of peak: {allowed:.1f} us an image; now {now:.1f} us: "
+            f"convolutions {conv_us:.1f} us ({percent(conv_us)}), the rest {rest_us:.1f} us",
+            f"  the convolutions would need, with the rest as it is: {needs(rest_us)}",
+            f"  with the rest halved: {needs(rest_us / 2)}",
+        ]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="lenet5")
@@ -78,6 +128,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=100, help="steps per timed repeat")
+    parser.add_argument(
+        "--goal", type=float, default=0.4, help="share of the matmul rate to budget for"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     train = cnnlab.datasets.mnist()[0].raw()
@@ -106,13 +159,17 @@ def main() -> None:
             f"{kind:>6}: {median:8,.0f} images/s (min-max {min(values):,.0f}-{max(values):,.0f})"
             f", {median * flops / 1e9 / peak:.1%} of peak"
         )
+    share = 0.0
     for kind, step in steps.items():
         with profile() as trace:
             for _ in range(args.steps):
                 step()
         print(f"\n{kind}: operators of one step (averaged over {args.steps} steps)")
-        table = trace.key_averages().table(sort_by="self_cpu_time_total", row_limit=14)
-        print(table)
+        events = trace.key_averages()
+        print(events.table(sort_by="self_cpu_time_total", row_limit=14))
+        share = conv_share(events)  # the last kind's: "after"
+    rate = statistics.median(rates["after"])
+    print(budget(rate, share, peak, flops, conv_flops(models["after"]), args.goal))
 
 
 if __name__ == "__main__":

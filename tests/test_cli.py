@@ -166,3 +166,28 @@ def test_console_script_runs_and_reports_errors_without_traceback(tmp_path):
     )
     assert done.returncode == 2
     assert done.stderr.startswith("cnnlab: error:") and "Traceback" not in done.stderr
+
+
+# Registered before main(), so that atexit runs it after main's handler (last in, first out).
+EXIT_PROBE = """
+import atexit, gc, sys
+atexit.register(lambda: print("frozen at exit:", gc.get_freeze_count(), flush=True))
+from cnnlab.cli import main
+code = main(["models"])
+print("frozen after main:", gc.get_freeze_count(), flush=True)
+main(["models"])
+sys.exit(code)
+"""
+
+
+def test_the_command_skips_the_last_collection_only_at_exit():
+    # Python's exit would collect every object PyTorch made (0.4-0.8 s, bench/phases.py):
+    # the command freezes them at exit instead, and an in-process caller keeps its collector.
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT_PROBE], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "frozen after main: 0" in lines
+    frozen = [line for line in lines if line.startswith("frozen at exit:")]
+    assert len(frozen) == 1 and int(frozen[0].split(":")[1]) > 100_000
