@@ -175,19 +175,23 @@ atexit.register(lambda: print("frozen at exit:", gc.get_freeze_count(), flush=Tr
 from cnnlab.cli import main
 code = main(["models"])
 print("frozen after main:", gc.get_freeze_count(), flush=True)
+handlers = atexit._ncallbacks()
 main(["models"])
+print("handlers added by a second call:", atexit._ncallbacks() - handlers, flush=True)
 sys.exit(code)
 """
 
 
 def test_the_command_skips_the_last_collection_only_at_exit():
-    # Python's exit would collect every object PyTorch made (0.4-0.8 s, bench/phases.py):
-    # the command freezes them at exit instead, and an in-process caller keeps its collector.
+    # Python's exit would collect every object PyTorch made (0.43-0.90 s, bench/phases.py):
+    # the command freezes them at exit instead, once, and an in-process caller keeps its
+    # collector.
     done = subprocess.run(
         [sys.executable, "-c", EXIT_PROBE], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert "frozen after main: 0" in lines
+    assert "handlers added by a second call: 0" in lines
     frozen = [line for line in lines if line.startswith("frozen at exit:")]
-    assert len(frozen) == 1 and int(frozen[0].split(":")[1]) > 100_000
+    assert len(frozen) == 1 and int(frozen[0].split(":")[1]) > 0
