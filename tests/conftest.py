@@ -1,9 +1,15 @@
-"""Fixtures shared by the whole suite: small slices of the bundled MNIST, made once."""
+"""Fixtures shared by the whole suite: small slices of the bundled MNIST, made once, and a
+quiet way to train the small runs that other tests read."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 import torch
+
+from cnnlab.train.run import RunConfig, run_training
 
 torch.set_num_threads(2)
 
@@ -15,3 +21,33 @@ def mnist_small():
 
     train, test = mnist()
     return train.select(range(1000)), test.select(range(500))
+
+
+@pytest.fixture(scope="session")
+def train_quietly() -> Callable[..., Path]:
+    """``train_quietly(data, out, **options) -> run folder``: a small run as the suite trains
+    them, on one thread, without output or report unless ``options`` (``cnnlab train``'s, as
+    in a config file) say otherwise.
+
+    A run sets PyTorch's thread count for the whole process; it is put back afterwards, so
+    that the tests that follow keep the suite's two threads.
+    """
+
+    def train(data: Path, out: Path, **options: object) -> Path:
+        config = RunConfig.from_options(
+            {
+                "data": [str(data)],
+                "out": str(out),
+                "threads": 1,
+                "quiet": True,
+                "report": False,
+                **options,
+            }
+        )
+        threads = torch.get_num_threads()
+        try:
+            return run_training(config)
+        finally:
+            torch.set_num_threads(threads)
+
+    return train

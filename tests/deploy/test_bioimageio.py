@@ -30,35 +30,12 @@ from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import predict_proba
 from cnnlab.export import load, predict
 from cnnlab.synth import synth_bacteria
-from cnnlab.train.run import RunConfig, run_training
 
 WEIGHT_FORMATS = ("torchscript", "onnx")
 
 
-def _train(data: Path, out: Path, **options) -> Path:
-    config = RunConfig.from_options(
-        {
-            "data": [str(data)],
-            "size": "28",
-            "model": "lenet5",
-            "out": str(out),
-            "epochs": 1,
-            "batch_size": 8,
-            "threads": 1,
-            "quiet": True,
-            "report": False,
-            **options,
-        }
-    )
-    threads = torch.get_num_threads()
-    try:
-        return run_training(config)
-    finally:
-        torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def runs(tmp_path_factory: pytest.TempPathFactory, train_quietly) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("bioimageio-runs")
     synth_bacteria(root / "bacteria", per_class=8, seed=0, min_size=16, max_size=30)
     # 8-bit digits of three classes as PNG files, for a model that takes RGB.
@@ -69,9 +46,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         index = (train.labels == digit).nonzero()[:10, 0]
         for i, image in zip(index.tolist(), train.images[index], strict=True):
             Image.fromarray(image[0].numpy().astype(np.uint8)).save(folder / f"{i}.png")
+    # One epoch of LeNet-5 in batches of 8 on 28x28 images: enough for a package to describe.
+    small = {"size": "28", "model": "lenet5", "epochs": 1, "batch_size": 8}
     return {
-        "bacteria16": _train(root / "bacteria", root / "bacteria-run"),
-        "digits8rgb": _train(root / "digits", root / "digits-run", channels=3),
+        "bacteria16": train_quietly(root / "bacteria", root / "bacteria-run", **small),
+        "digits8rgb": train_quietly(root / "digits", root / "digits-run", channels=3, **small),
     }
 
 

@@ -16,32 +16,18 @@ from PIL import Image
 
 from cnnlab.cli.main import main
 from cnnlab.synth import synth_bacteria
-from cnnlab.train.run import RunConfig, run_training
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> tuple[Path, Path]:
+def finished_run(tmp_path_factory, train_quietly) -> tuple[Path, Path]:
     """A 16-bit LeNet-5 run (one epoch on synthetic bacteria crops) and its crops folder."""
     root = tmp_path_factory.mktemp("export")
     data = root / "bacteria"
     synth_bacteria(data, per_class=8, seed=1, min_size=16, max_size=30)
-    config = RunConfig.from_options(
-        {
-            "data": [str(data)],
-            "size": "28",
-            "model": "lenet5",
-            "out": str(root / "run"),
-            "epochs": 1,
-            "batch_size": 8,
-            "threads": 1,
-            "quiet": True,
-        }
+    run = train_quietly(
+        data, root / "run", size="28", model="lenet5", epochs=1, batch_size=8, report=True
     )
-    threads = torch.get_num_threads()
-    try:
-        return run_training(config), data
-    finally:
-        torch.set_num_threads(threads)
+    return run, data
 
 
 def cli(capsys, *args: str) -> tuple[int, str, str]:

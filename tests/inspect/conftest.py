@@ -11,32 +11,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from cnnlab.synth import synth_bacteria
-from cnnlab.train.run import RunConfig, run_training
 
 
 @pytest.fixture(scope="session")
-def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def finished_run(tmp_path_factory: pytest.TempPathFactory, train_quietly) -> Path:
     root = tmp_path_factory.mktemp("inspect-run")
     data = root / "bacteria"
     synth_bacteria(data, per_class=12, seed=0, min_size=16, max_size=30)
-    config = RunConfig.from_options(
-        {
-            "data": [str(data)],
-            "size": "28",
-            "model": "lenet5",
-            "out": str(root / "run"),
-            "epochs": 2,
-            "batch_size": 8,
-            "threads": 1,
-            "quiet": True,
-            "report": True,
-        }
+    return train_quietly(
+        data,
+        root / "run",
+        size="28",
+        model="lenet5",
+        epochs=2,
+        batch_size=8,
+        report=True,
     )
-    threads = torch.get_num_threads()
-    try:
-        return run_training(config)
-    finally:
-        torch.set_num_threads(threads)

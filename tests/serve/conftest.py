@@ -25,34 +25,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-
-from cnnlab.train.run import RunConfig, run_training
 
 #: Digits per class: LeNet-5 learns them to about 90% in a few seconds on two CPU cores.
 PER_CLASS = 150
 
 
-def _train(data: Path, out: Path, model: str, **options: object) -> Path:
-    config = RunConfig.from_options(
-        {
-            "data": [str(data)],
-            "model": model,
-            "out": str(out),
-            "epochs": 4,
-            "batch_size": 32,
-            "threads": 1,
-            "quiet": True,
-            "report": False,
-            **options,
-        }
-    )
-    threads = torch.get_num_threads()
-    try:
-        return run_training(config)
-    finally:
-        torch.set_num_threads(threads)
+@pytest.fixture(scope="session")
+def train_run(train_quietly: Callable[..., Path]) -> Callable[..., Path]:
+    """The serve tests' runs: 4 epochs in batches of 32 unless told otherwise."""
+
+    def train(data: Path, out: Path, model: str, **options: object) -> Path:
+        settings = {"model": model, "epochs": 4, "batch_size": 32, **options}
+        return train_quietly(data, out, **settings)
+
+    return train
 
 
 @pytest.fixture(scope="session")
@@ -72,24 +59,28 @@ def digits_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def lenet_run(digits_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def lenet_run(
+    digits_folder: Path, tmp_path_factory: pytest.TempPathFactory, train_run: Callable[..., Path]
+) -> Path:
     root = tmp_path_factory.mktemp("serve-lenet")
-    return _train(digits_folder, root / "lenet", "lenet5", split="80,10,10", optimizer="adam")
+    return train_run(digits_folder, root / "lenet", "lenet5", split="80,10,10", optimizer="adam")
 
 
 @pytest.fixture(scope="session")
-def mlp_run(digits_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def mlp_run(
+    digits_folder: Path, tmp_path_factory: pytest.TempPathFactory, train_run: Callable[..., Path]
+) -> Path:
     root = tmp_path_factory.mktemp("serve-mlp")
-    return _train(digits_folder, root / "mlp", "mlp", split="80,10,10", optimizer="adam")
+    return train_run(digits_folder, root / "mlp", "mlp", split="80,10,10", optimizer="adam")
 
 
 @pytest.fixture(scope="session")
-def bacteria_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def bacteria_run(tmp_path_factory: pytest.TempPathFactory, train_run: Callable[..., Path]) -> Path:
     from cnnlab.synth import synth_bacteria
 
     root = tmp_path_factory.mktemp("serve-bacteria")
     synth_bacteria(root / "bacteria", per_class=12, seed=0, min_size=16, max_size=30)
-    return _train(root / "bacteria", root / "run", "lenet5", size="28", epochs=1)
+    return train_run(root / "bacteria", root / "run", "lenet5", size="28", epochs=1)
 
 
 @pytest.fixture
