@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -138,6 +139,7 @@ def test_train_predict_evaluate_on_folders(capsys, synth_dir, tmp_path):
         (["train", "--resume", "/no/such/run", "--lr", "9"], ["--resume", "--lr"]),
         (["predict", "/no/such/model", "x.png", "--out", "/no/such/dir/p.csv"], ["/no/such/dir"]),
         (["train", "--seed", "-1"], ["--seed"]),
+        (["summary", "lenet7"], ["unknown model 'lenet7'", "'lenet5'", "run folder"]),
     ],
 )
 def test_bad_input_gets_one_line_and_exit_code_2(capsys, args, fragments, tmp_path, monkeypatch):
@@ -195,3 +197,32 @@ def test_the_command_skips_the_last_collection_only_at_exit():
     assert "handlers added by a second call: 0" in lines
     frozen = [line for line in lines if line.startswith("frozen at exit:")]
     assert len(frozen) == 1 and int(frozen[0].split(":")[1]) > 0
+
+
+def test_evaluate_and_samples_skip_a_broken_file_when_asked(
+    capsys, synth_dir, tmp_path, train_quietly
+):
+    # Their error for a broken file suggests --skip-bad: both commands must have it.
+    data = tmp_path / "crops"
+    shutil.copytree(synth_dir, data)
+    whole = next((data / "1cell").glob("*.tif")).read_bytes()
+    (data / "1cell" / "broken.tif").write_bytes(whole[: len(whole) // 2])
+    run_dir = train_quietly(synth_dir, tmp_path / "run", size="24", epochs=1, batch_size=8)
+
+    code, _, err = run(capsys, "evaluate", str(run_dir), "--data", str(data))
+    assert_one_line_error(code, err, "broken.tif", "--skip-bad")
+    code, text, err = run(
+        capsys, "evaluate", str(run_dir), "--data", str(data), "--skip-bad", "--json"
+    )
+    assert code == 0, err
+    assert json.loads(text)["all"]["n"] == 48  # the 48 good crops; the broken one left out
+    code, _, err = run(capsys, "evaluate", str(run_dir), "--skip-bad")
+    assert_one_line_error(code, err, "--skip-bad", "--data")
+
+    picture = tmp_path / "samples.png"
+    code, _, err = run(capsys, "data", "samples", str(data), "--out", str(picture))
+    assert_one_line_error(code, err, "broken.tif", "--skip-bad")
+    assert not picture.exists()
+    code, _, err = run(capsys, "data", "samples", str(data), "--out", str(picture), "--skip-bad")
+    assert code == 0, err
+    assert picture.read_bytes().startswith(b"\x89PNG")

@@ -165,6 +165,9 @@ def test_resolve_kernel() -> None:
     assert label == "custom 2×3" and matrix.shape == (2, 3)
     with pytest.raises(CnnlabError, match="unknown kernel 'blurr'"):
         resolve_kernel("blurr")
+    # A name with a digit is still a name, not a matrix with a bad number in it.
+    with pytest.raises(CnnlabError, match=r"unknown kernel 'edg2' \(did you mean 'edge2'\?\)"):
+        resolve_kernel("edg2")
     with pytest.raises(CnnlabError, match="2-D"):
         resolve_kernel(np.ones(3))
 
@@ -244,3 +247,10 @@ def test_plot_kernel_demo_rejects_bad_input(tmp_path) -> None:
     with pytest.raises(CnnlabError, match="unknown kernel"):
         plot_kernel_demo(np.zeros((8, 8)), tmp_path / "x.png", kernels=["nope"])
     assert not (tmp_path / "x.png").exists()
+
+
+def test_the_command_lists_every_named_kernel() -> None:
+    # cnnlab kernels --help names them without importing this module (and matplotlib).
+    from cnnlab.cli.look import KERNEL_NAMES
+
+    assert list(KERNEL_NAMES) == list(KERNELS)

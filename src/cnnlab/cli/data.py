@@ -21,7 +21,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     summary.add_argument("--pattern", help="glob selecting image files, e.g. '*.tif'")
     summary.add_argument("--channels", type=int, choices=(1, 3))
-    summary.add_argument("--skip-bad", action="store_true")
+    summary.add_argument(
+        "--skip-bad", action="store_true", help="leave unreadable files out, with a count"
+    )
     summary.add_argument(
         "--convert-bit-depth",
         action="store_true",
@@ -34,6 +36,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "specs", nargs="+", metavar="SPEC", help="mnist or folders of class folders"
     )
     samples.add_argument("--pattern", help="glob selecting image files, e.g. '*.tif'")
+    samples.add_argument(
+        "--skip-bad", action="store_true", help="leave unreadable files out, with a count"
+    )
     samples.add_argument("--per-class", type=int, default=8)
     samples.add_argument("--seed", type=int, default=0)
     samples.add_argument("--out", default="samples.png", help="PNG to write [samples.png]")
@@ -101,7 +106,10 @@ def _data(args: argparse.Namespace) -> int:
             raise CnnlabError(f"--bins {args.bins}: give 1 or more")
 
         loaded = load_sources(
-            args.specs, pattern=args.pattern, convert_bit_depth=args.convert_bit_depth
+            args.specs,
+            pattern=args.pattern,
+            skip_bad=args.skip_bad,
+            convert_bit_depth=args.convert_bit_depth,
         )
         first = next(iter(loaded.values()))
         if args.histogram:

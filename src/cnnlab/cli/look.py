@@ -4,8 +4,27 @@ runs, images and networks."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from cnnlab.errors import CnnlabError
+
+#: ``cnnlab.inspect.kernels.KERNELS``' names, for ``--help`` without importing matplotlib (a
+#: test keeps the two lists equal).
+KERNEL_NAMES = (
+    "identity",
+    "edge1",
+    "edge2",
+    "edge3",
+    "sobel_x",
+    "sobel_y",
+    "sharpen",
+    "box_blur",
+    "gaussian_blur",
+    "gaussian_blur5",
+    "vertical_edge",
+    "vertical_line",
+    "diagonal_line",
+)
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -30,13 +49,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     kernels.set_defaults(handler=_kernels)
     kernels.add_argument("image", metavar="IMAGE")
     kernels.add_argument(
-        "--kernel", action="append", help="a named kernel (repeatable) [the course's set]"
+        "--kernel",
+        action="append",
+        help="a named kernel (repeatable): " + ", ".join(KERNEL_NAMES) + " [the course's six]",
     )
     kernels.add_argument(
         "--matrix", action="append", help="a kernel typed as '1 0 -1; 0 0 0; -1 0 1'"
     )
     kernels.add_argument("--padding", default="valid", help="valid, same or a number of pixels")
-    kernels.add_argument("--stride", type=int, default=1)
+    kernels.add_argument("--stride", type=int, default=1, help="step between positions [1]")
     kernels.add_argument("--pool", help="pooling after the convolution: max:2 or avg:2")
     kernels.add_argument("--out", default="kernels.png", help="PNG to write [kernels.png]")
 
@@ -133,7 +154,7 @@ def _option_text(options: dict) -> str:
 
 def _summary(args: argparse.Namespace) -> int:
     from cnnlab.export.saved import load
-    from cnnlab.models import create_model, list_models, parse_model_options
+    from cnnlab.models import create_model, list_models, model_info, parse_model_options
     from cnnlab.models.summary import model_summary
     from cnnlab.train.options import parse_size
 
@@ -151,7 +172,14 @@ def _summary(args: argparse.Namespace) -> int:
         except CnnlabError as error:
             flags = f"--size {args.size} --channels {args.channels} --classes {args.classes}"
             raise CnnlabError(f"{flags}: {error}") from None
-    else:
+    elif Path(args.model).exists() or any(part in args.model for part in "/\\."):
         model = load(args.model)
+    else:
+        # A bare word that names no network: the names, and a close one, as train gives them.
+        try:
+            model_info(args.model)
+        except CnnlabError as error:
+            raise CnnlabError(f"{error} Or give a run folder or its model.json.") from None
+        raise AssertionError("model_info accepted a name that list_models lacks")
     print(model_summary(model))
     return 0

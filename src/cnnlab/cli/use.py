@@ -24,7 +24,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--data", action="append", metavar="SPEC", help="mnist or folders [the run's own subsets]"
     )
-    evaluate.add_argument("--pattern")
+    evaluate.add_argument("--pattern", help="glob selecting image files in --data folders")
+    evaluate.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave unreadable files in --data folders out, with a count",
+    )
     evaluate.add_argument(
         "--convert-bit-depth",
         action="store_true",
@@ -62,7 +67,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     from cnnlab.export.evaluation import evaluate_saved
 
     results = evaluate_saved(
-        args.model, data=args.data, pattern=args.pattern, convert_bit_depth=args.convert_bit_depth
+        args.model,
+        data=args.data,
+        pattern=args.pattern,
+        convert_bit_depth=args.convert_bit_depth,
+        skip_bad=args.skip_bad,
     )
     if args.json:
         print(json.dumps(results, indent=2))
@@ -106,7 +115,8 @@ def _predict(args: argparse.Namespace) -> int:
     if out:
         table.to_csv(out)
         skipped = f" ({len(table.skipped)} files skipped)" if table.skipped else ""
-        print(f"wrote {len(table)} predictions to {out}{skipped}")
+        what = "prediction" if len(table) == 1 else "predictions"
+        print(f"wrote {len(table)} {what} to {out}{skipped}")
     else:
         table.to_csv(sys.stdout)
     return 0

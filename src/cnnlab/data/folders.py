@@ -302,7 +302,7 @@ def _check_classes(
         where = ", ".join(str(folder) for folder in folders[empty[0]])
         raise CnnlabError(
             f"{where}: class folder {empty[0]!r} holds no matching image files; add images, "
-            "remove the folder, or check --pattern (pattern=)"
+            "remove the folder, or check the file pattern (--pattern, pattern=)"
         )
     if empty:
         warnings.warn(

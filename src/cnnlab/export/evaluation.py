@@ -21,13 +21,20 @@ def evaluate_saved(
     data: Sequence[str] | None = None,
     pattern: str | None = None,
     convert_bit_depth: bool = False,
+    skip_bad: bool = False,
 ) -> dict[str, dict]:
     """Metrics of a saved model: on ``data`` specs, or on its run's own subsets.
 
     Folder data is matched to the model by class name, converted to its channels and resized
     to its input size, as at training time; folders of mixed bit depths are refused, or with
     ``convert_bit_depth`` scaled to the deepest (see :func:`cnnlab.data.load_folders`).
+    ``skip_bad`` leaves unreadable files of ``data`` out, with a count, instead of refusing.
     """
+    if skip_bad and not data:
+        # A run's own subsets are the files it trained on, read already: nothing to skip.
+        raise CnnlabError(
+            "--skip-bad (skip_bad=True) applies to the files of --data (data=); leave it out"
+        )
     model = load(model_path)
     if not data:
         run_dir = Path(model_path) if Path(model_path).is_dir() else Path(model_path).parent
@@ -40,7 +47,11 @@ def evaluate_saved(
             model, {"train": split.train, "valid": split.valid, "test": split.test}
         )
     sources = load_sources(
-        data, pattern=pattern, channels=model.in_chans, convert_bit_depth=convert_bit_depth
+        data,
+        pattern=pattern,
+        channels=model.in_chans,
+        convert_bit_depth=convert_bit_depth,
+        skip_bad=skip_bad,
     )
     return evaluate_subsets(model, {name: fit_to_model(ds, model) for name, ds in sources.items()})
 

@@ -16,6 +16,7 @@ with a stride above 1 the output then has ``ceil(n / stride)`` pixels, again as 
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
@@ -129,10 +130,13 @@ def resolve_kernel(kernel: str | np.ndarray | Sequence[Sequence[float]]) -> tupl
         key = kernel.strip().lower()
         if key in KERNELS:
             return key, KERNELS[key].copy()
-        if not re.search(r"\d", kernel):
+        # A word (``edg2`` too) is a name; a matrix holds numbers and separators only.
+        if re.fullmatch(r"[a-z_][a-z0-9_]*", key) or not re.search(r"\d", kernel):
+            close = difflib.get_close_matches(key, list(KERNELS), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise CnnlabError(
-                f"unknown kernel {kernel!r}; named kernels: {', '.join(KERNELS)}, or type a "
-                "matrix such as '1 0 -1; 0 0 0; -1 0 1'"
+                f"unknown kernel {kernel!r}{hint}; named kernels: {', '.join(KERNELS)}, or type "
+                "a matrix such as '1 0 -1; 0 0 0; -1 0 1'"
             )
         matrix = parse_matrix(kernel)
         return f"custom {matrix.shape[0]}×{matrix.shape[1]}", matrix
