@@ -187,6 +187,10 @@ def test_evaluate_saved_reuses_the_runs_split(finished_run):
 def test_a_finished_run_is_not_resumed(finished_run):
     with pytest.raises(CnnlabError, match="already finished"):
         resume_training(finished_run, quiet=True)
+    # Its one-cycle schedule cannot be stretched either; resuming without --epochs would only
+    # say "already finished" again, so the hint is a new run.
+    with pytest.raises(CnnlabError, match=r"cannot be stretched; start a new run with --epochs 5$"):
+        resume_training(finished_run, epochs=5, quiet=True)
 
 
 def test_options_come_from_toml_and_flags(tmp_path):

@@ -61,8 +61,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "bacteria", help="16-bit phase-contrast crops in 1cell/2cell/groups/rien"
     )
     bacteria.add_argument("--out", required=True, help="folder to create")
-    bacteria.add_argument("--per-class", type=int, default=100)
-    bacteria.add_argument("--seed", type=int, default=0)
+    bacteria.add_argument("--per-class", type=int, default=100, help="crops of each class [100]")
+    bacteria.add_argument("--seed", type=int, default=0, help="random seed [0]")
     bacteria.add_argument(
         "--min-size",
         type=int,
@@ -74,10 +74,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     bacteria.add_argument(
         "--style",
         default="lab",
+        metavar="{lab,classic}",
         help="lab: fat blurred cells, tight ROIs, bright 16-bit background, like the course's "
         "ImageJ crops; classic: cnnlab's first look, thin rods in loose crops [lab]",
     )
-    bacteria.add_argument("--overwrite", action="store_true")
+    bacteria.add_argument(
+        "--overwrite", action="store_true", help="replace a folder that cnnlab synth made"
+    )
 
     field = synth.add_parser(
         "field",
@@ -85,11 +88,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     field.add_argument("--out", required=True, help="folder to create")
     field.add_argument("--size", default="1024", help="field size N or HxW [1024]")
-    field.add_argument("--seed", type=int, default=0)
+    field.add_argument("--seed", type=int, default=0, help="random seed [0]")
     field.add_argument(
         "--per-class", type=int, help="objects of each class [about 40 per 1024x1024]"
     )
-    field.add_argument("--overwrite", action="store_true")
+    field.add_argument(
+        "--overwrite", action="store_true", help="replace a folder that cnnlab synth made"
+    )
 
 
 def _data(args: argparse.Namespace) -> int:

@@ -47,7 +47,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     kernels = commands.add_parser("kernels", help="an image filtered by convolution kernels")
     kernels.set_defaults(handler=_kernels)
-    kernels.add_argument("image", metavar="IMAGE")
+    kernels.add_argument("image", metavar="IMAGE", help="the image to filter")
     kernels.add_argument(
         "--kernel",
         action="append",

@@ -18,7 +18,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="the field image (TIFF, or with the microscopy extra .nd2, OME-TIFF, CZI, LIF)",
     )
     crops.add_argument("--out", required=True, help="folder to create for the crops")
-    crops.add_argument("--overwrite", action="store_true")
+    crops.add_argument(
+        "--overwrite", action="store_true", help="replace a folder that cnnlab crops made"
+    )
     add_object_flags(crops)
     add_plane_flags(crops)
 

@@ -20,7 +20,9 @@ from cnnlab.errors import CnnlabError
 def add_commands(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("evaluate", help="metrics of a trained model on data")
     evaluate.set_defaults(handler=_evaluate)
-    evaluate.add_argument("model", metavar="RUN_OR_MODEL")
+    evaluate.add_argument(
+        "model", metavar="RUN_OR_MODEL", help="a run folder, or a model folder or its model.json"
+    )
     evaluate.add_argument(
         "--data", action="append", metavar="SPEC", help="mnist or folders [the run's own subsets]"
     )
@@ -41,13 +43,19 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "predict", help="classify image files or folders, or the objects of a whole field"
     )
     predict.set_defaults(handler=_predict)
-    predict.add_argument("model", metavar="MODEL")
+    predict.add_argument(
+        "model",
+        metavar="MODEL",
+        help="a run folder, a model folder or its model.json, or an .onnx file (cnnlab export)",
+    )
     predict.add_argument("paths", nargs="*", metavar="PATH", help="image files or folders")
     predict.add_argument("--pattern", help="glob selecting files inside folders")
     predict.add_argument(
         "--out", help="CSV file to write (refuses to overwrite without --overwrite)"
     )
-    predict.add_argument("--overwrite", action="store_true")
+    predict.add_argument(
+        "--overwrite", action="store_true", help="replace the --out file (and its overlay)"
+    )
     predict.add_argument(
         "--skip-bad",
         action="store_true",

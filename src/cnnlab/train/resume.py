@@ -141,7 +141,7 @@ def _extend(out: Path, epochs: int | None, quiet: bool, callbacks: Sequence[obje
             f"{out}: no checkpoint of its last epoch in {runs.CHECKPOINTS}/; it cannot be trained "
             "further, start a new run"
         )
-    _check_epochs(out, saved, epochs, state["epoch"])
+    _check_epochs(out, saved, epochs, state["epoch"], finished=True)
     train = dataclasses.replace(saved.train, epochs=epochs)
     # The longer run replaces the shorter one when it is done.
     config = dataclasses.replace(saved, out=str(out), quiet=quiet, overwrite=True, train=train)
@@ -158,8 +158,13 @@ def _extend(out: Path, epochs: int | None, quiet: bool, callbacks: Sequence[obje
     return execute_run(config, out, partial, split, model, resume=True, callbacks=callbacks)
 
 
-def _check_epochs(out: Path, saved: RunConfig, epochs: int | None, trained: int) -> None:
-    """A new epoch count must be reachable: not fewer than trained, no schedule stretched."""
+def _check_epochs(
+    out: Path, saved: RunConfig, epochs: int | None, trained: int, finished: bool = False
+) -> None:
+    """A new epoch count must be reachable: not fewer than trained, no schedule stretched.
+
+    A ``finished`` run has nothing left to resume without ``--epochs``: the hint says so.
+    """
     planned = saved.train.epochs
     if epochs is None or epochs == planned:
         return
@@ -170,5 +175,10 @@ def _check_epochs(out: Path, saved: RunConfig, epochs: int | None, trained: int)
     if saved.train.schedule in ("cosine", "onecycle"):
         raise CnnlabError(
             f"--epochs {epochs}: the {saved.train.schedule} schedule of {out} was planned for "
-            f"{planned} epochs and cannot be stretched; resume without --epochs, or start a new run"
+            f"{planned} epochs and cannot be stretched; "
+            + (
+                f"start a new run with --epochs {epochs}"
+                if finished
+                else "resume without --epochs, or start a new run"
+            )
         )
