@@ -216,8 +216,13 @@ def test_evaluate_and_samples_skip_a_broken_file_when_asked(
     )
     assert code == 0, err
     assert json.loads(text)["all"]["n"] == 48  # the 48 good crops; the broken one left out
-    code, _, err = run(capsys, "evaluate", str(run_dir), "--skip-bad")
-    assert_one_line_error(code, err, "--skip-bad", "--data")
+    assert "skipped 1 unreadable file" in err and "broken.tif" in err
+    # Without --data the run's own files are read: the flags that choose files do not apply.
+    for flag in ("--skip-bad", "--convert-bit-depth"):
+        code, _, err = run(capsys, "evaluate", str(run_dir), flag)
+        assert_one_line_error(code, err, flag, "--data")
+    code, _, err = run(capsys, "evaluate", str(run_dir), "--pattern", "*.tif")
+    assert_one_line_error(code, err, "--pattern", "--data")
 
     picture = tmp_path / "samples.png"
     code, _, err = run(capsys, "data", "samples", str(data), "--out", str(picture))

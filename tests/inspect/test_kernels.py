@@ -168,6 +168,8 @@ def test_resolve_kernel() -> None:
     # A name with a digit is still a name, not a matrix with a bad number in it.
     with pytest.raises(CnnlabError, match=r"unknown kernel 'edg2' \(did you mean 'edge2'\?\)"):
         resolve_kernel("edg2")
+    with pytest.raises(CnnlabError, match=r"unknown kernel 'edge 2' \(did you mean 'edge2'\?\)"):
+        resolve_kernel("edge 2")
     with pytest.raises(CnnlabError, match="2-D"):
         resolve_kernel(np.ones(3))
 

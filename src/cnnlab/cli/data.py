@@ -22,7 +22,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     summary.add_argument("--pattern", help="glob selecting image files, e.g. '*.tif'")
     summary.add_argument("--channels", type=int, choices=(1, 3))
     summary.add_argument(
-        "--skip-bad", action="store_true", help="leave unreadable files out, with a count"
+        "--skip-bad", action="store_true", help="leave unusable files out, with a count"
     )
     summary.add_argument(
         "--convert-bit-depth",
@@ -37,7 +37,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     samples.add_argument("--pattern", help="glob selecting image files, e.g. '*.tif'")
     samples.add_argument(
-        "--skip-bad", action="store_true", help="leave unreadable files out, with a count"
+        "--skip-bad", action="store_true", help="leave unusable files out, with a count"
     )
     samples.add_argument("--per-class", type=int, default=8)
     samples.add_argument("--seed", type=int, default=0)
@@ -93,7 +93,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--per-class", type=int, help="objects of each class [about 40 per 1024x1024]"
     )
     field.add_argument(
-        "--overwrite", action="store_true", help="replace a folder that cnnlab synth made"
+        "--overwrite",
+        action="store_true",
+        help="replace a folder that holds only a field's files (field.tif, field_labels.tif, "
+        "RoiSet.zip, objects.csv)",
     )
 
 

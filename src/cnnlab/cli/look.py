@@ -51,7 +51,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     kernels.add_argument(
         "--kernel",
         action="append",
-        help="a named kernel (repeatable): " + ", ".join(KERNEL_NAMES) + " [the course's six]",
+        help="a named kernel (repeatable): " + ", ".join(KERNEL_NAMES) + " [identity, edge1, "
+        "edge2, edge3, sharpen and gaussian_blur, the course's]",
     )
     kernels.add_argument(
         "--matrix", action="append", help="a kernel typed as '1 0 -1; 0 0 0; -1 0 1'"

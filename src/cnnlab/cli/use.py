@@ -30,7 +30,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--skip-bad",
         action="store_true",
-        help="leave unreadable files in --data folders out, with a count",
+        help="leave unusable files of --data out, with a count",
     )
     evaluate.add_argument(
         "--convert-bit-depth",
@@ -122,7 +122,8 @@ def _predict(args: argparse.Namespace) -> int:
     )
     if out:
         table.to_csv(out)
-        skipped = f" ({len(table.skipped)} files skipped)" if table.skipped else ""
+        count = len(table.skipped)
+        skipped = f" ({count} file{'' if count == 1 else 's'} skipped)" if count else ""
         what = "prediction" if len(table) == 1 else "predictions"
         print(f"wrote {len(table)} {what} to {out}{skipped}")
     else:

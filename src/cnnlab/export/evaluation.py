@@ -30,11 +30,21 @@ def evaluate_saved(
     ``convert_bit_depth`` scaled to the deepest (see :func:`cnnlab.data.load_folders`).
     ``skip_bad`` leaves unreadable files of ``data`` out, with a count, instead of refusing.
     """
-    if skip_bad and not data:
-        # A run's own subsets are the files it trained on, read already: nothing to skip.
-        raise CnnlabError(
-            "--skip-bad (skip_bad=True) applies to the files of --data (data=); leave it out"
-        )
+    if not data:
+        # A run's own subsets are re-read as the run read them: these choose among other files.
+        given = [
+            name
+            for name, value in (
+                ("--pattern (pattern=)", pattern),
+                ("--skip-bad (skip_bad=True)", skip_bad),
+                ("--convert-bit-depth (convert_bit_depth=True)", convert_bit_depth),
+            )
+            if value
+        ]
+        if given:
+            raise CnnlabError(
+                f"{given[0]} applies to the files of --data (data=); give --data or leave it out"
+            )
     model = load(model_path)
     if not data:
         run_dir = Path(model_path) if Path(model_path).is_dir() else Path(model_path).parent

@@ -130,8 +130,9 @@ def resolve_kernel(kernel: str | np.ndarray | Sequence[Sequence[float]]) -> tupl
         key = kernel.strip().lower()
         if key in KERNELS:
             return key, KERNELS[key].copy()
-        # A word (``edg2`` too) is a name; a matrix holds numbers and separators only.
-        if re.fullmatch(r"[a-z_][a-z0-9_]*", key) or not re.search(r"\d", kernel):
+        # Text that starts with a letter (``edg2``, ``edge 2`` too) is a name: a matrix starts
+        # with a number, a sign, a point or a bracket.
+        if re.match(r"[a-z_]", key) or not re.search(r"\d", kernel):
             close = difflib.get_close_matches(key, list(KERNELS), n=1, cutoff=0.6)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise CnnlabError(

@@ -96,8 +96,8 @@ def _resume_together(
             saved = read_run_config(found)
             if epochs is None or epochs <= (saved.train.epochs or 0):
                 raise CnnlabError(
-                    f"{found}: this run already finished (all epochs done); start a new run, "
-                    "or pass a larger --epochs to train on"
+                    f"{found}: this run already finished (all epochs done); start a new run"
+                    + (", or pass a larger --epochs to train on" if _stretchable(saved) else "")
                 )
             return {"how": "extend", "out": str(found), "partial": ""}
 
@@ -125,7 +125,6 @@ def _extend(out: Path, epochs: int | None, quiet: bool, callbacks: Sequence[obje
     """Trains the finished run ``out`` further, in a copy that replaces it when done."""
     saved = read_run_config(out)
     finished = read_json(out / runs.FINISHED, "run record")
-    extendable = saved.train.schedule not in ("cosine", "onecycle")
     if finished.get("stop_reason"):
         raise CnnlabError(
             f"{out}: this run already finished ({finished['stop_reason']}); start a new run"
@@ -133,7 +132,7 @@ def _extend(out: Path, epochs: int | None, quiet: bool, callbacks: Sequence[obje
     if epochs is None or epochs <= (saved.train.epochs or 0):
         raise CnnlabError(
             f"{out}: this run already finished (all epochs done); start a new run"
-            + (", or pass a larger --epochs to train on" if extendable else "")
+            + (", or pass a larger --epochs to train on" if _stretchable(saved) else "")
         )
     state = read_checkpoint_meta(out / runs.CHECKPOINTS)
     if state is None or state["epoch"] != finished.get("epochs_run"):
@@ -158,6 +157,11 @@ def _extend(out: Path, epochs: int | None, quiet: bool, callbacks: Sequence[obje
     return execute_run(config, out, partial, split, model, resume=True, callbacks=callbacks)
 
 
+def _stretchable(saved: RunConfig) -> bool:
+    """Whether more epochs can be added: cosine and one-cycle schedules end at their plan."""
+    return saved.train.schedule not in ("cosine", "onecycle")
+
+
 def _check_epochs(
     out: Path, saved: RunConfig, epochs: int | None, trained: int, finished: bool = False
 ) -> None:
@@ -172,7 +176,7 @@ def _check_epochs(
         raise CnnlabError(
             f"--epochs {epochs}: {out} has trained {trained} epochs already; give more"
         )
-    if saved.train.schedule in ("cosine", "onecycle"):
+    if not _stretchable(saved):
         raise CnnlabError(
             f"--epochs {epochs}: the {saved.train.schedule} schedule of {out} was planned for "
             f"{planned} epochs and cannot be stretched; "
