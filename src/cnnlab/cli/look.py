@@ -173,14 +173,13 @@ def _summary(args: argparse.Namespace) -> int:
         except CnnlabError as error:
             flags = f"--size {args.size} --channels {args.channels} --classes {args.classes}"
             raise CnnlabError(f"{flags}: {error}") from None
-    elif Path(args.model).exists() or any(part in args.model for part in "/\\."):
-        model = load(args.model)
     else:
-        # A bare word that names no network: the names, and a close one, as train gives them.
-        try:
-            model_info(args.model)
-        except CnnlabError as error:
-            raise CnnlabError(f"{error} Or give a run folder or its model.json.") from None
-        raise AssertionError("model_info accepted a name that list_models lacks")
+        if not Path(args.model).exists() and not any(part in args.model for part in "/\\."):
+            # A bare word that names no network: the names and a close one, as train gives them.
+            try:
+                model_info(args.model)
+            except CnnlabError as error:
+                raise CnnlabError(f"{error} Or give a run folder or its model.json.") from None
+        model = load(args.model)
     print(model_summary(model))
     return 0
