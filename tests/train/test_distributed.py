@@ -8,6 +8,7 @@ of float additions in another order (1e-4 after a few epochs of SGD on small dat
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -26,6 +27,8 @@ from cnnlab.synth import synth_bacteria
 from cnnlab.train.checkpoint import read_checkpoint_meta
 
 TOLERANCE = 1e-4
+# The module, not the function of the same name that `cnnlab.cli` holds.
+cli_main = importlib.import_module("cnnlab.cli.main")
 # Small, quick and without batch norm, whose per-process statistics differ by design.
 OPTIONS = ["--size", "24", "--model", "lenet5", "--batch-size", "32", "--no-report", "--quiet"]
 ENV = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
@@ -243,6 +246,52 @@ def test_a_data_error_in_every_process_is_told_once(tmp_path):
     assert done.stderr.count("cnnlab: error:") == 1, done.stderr
     assert str(missing) in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_the_first_process_tells_an_error_even_when_a_moment_behind(crops, tmp_path):
+    """Every process meets the batch-norm check on its own, and the launcher stops them all when
+    one exits with an error: a second process that exited at once cut the first one off before
+    it printed (seen on a busy CI machine). Here the first is two seconds behind."""
+    script = tmp_path / "behind.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "import cnnlab.train.loop as loop\n"
+        "check = loop._check_share\n"
+        "def behind(*args):\n"
+        "    if os.environ['RANK'] == '0':\n"
+        "        time.sleep(2)\n"
+        "    check(*args)\n"
+        "loop._check_share = behind\n"
+        "from cnnlab.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    run = tmp_path / "run"
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+            "--rdzv-backend", "c10d", "--rdzv-endpoint", "127.0.0.1:0",
+            "--local-addr", "127.0.0.1", "--max-restarts", "0", "--monitor-interval", "0.2",
+            str(script), "train", "--data", str(crops), "--size", "24", "--model", "lenet5_bn",
+            "--batch-size", "8", "--epochs", "1", "--quiet", "--out", str(run),
+        ],
+        capture_output=True, text=True, timeout=120, env=ENV,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert done.stderr.count("cnnlab: error: --batch-size 8") == 1, done.stderr
+    assert not run.exists() and not partial_of(run).exists()
+
+
+def test_a_later_process_tells_an_error_of_its_own(tmp_path, capsys, monkeypatch):
+    """An error the first process never meets is told by the process that met it, once it
+    has waited for the first."""
+    monkeypatch.setenv("RANK", "1")
+    waited = []
+    monkeypatch.setattr(cli_main.time, "sleep", waited.append)
+    missing = tmp_path / "nothing-here"
+    assert main(["train", "--data", str(missing), "--out", str(tmp_path / "run")]) == 2
+    assert waited == [cli_main.FIRST_PROCESS_TELLS_S]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(missing) in err
 
 
 def test_batch_norm_needs_a_share_of_a_batch_per_process(crops, tmp_path):

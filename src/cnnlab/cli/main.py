@@ -14,6 +14,7 @@ import gc
 import logging
 import os
 import sys
+import time
 import warnings
 from collections.abc import Sequence
 from typing import NoReturn
@@ -21,6 +22,11 @@ from typing import NoReturn
 from cnnlab.cli import data, deploy, look, microscopy, serve, sweep, train, use
 from cnnlab.errors import CnnlabError, describe_os_error
 from cnnlab.version import __version__
+
+#: How long a later process of a data-parallel run waits, after a user error, for the first
+#: process to tell it: the launcher stops the rest when the first exits. One still running
+#: after this met an error of its own (its share of the data, say) and tells it itself.
+FIRST_PROCESS_TELLS_S = 10.0
 
 #: The command groups, in the order ``cnnlab --help`` lists their commands.
 GROUPS = (data, microscopy, train, sweep, use, look, deploy, serve)
@@ -98,8 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return vars(args).pop("handler")(args)
     except CnnlabError as error:
         # The processes of a data-parallel run meet the same user errors: the first one tells.
-        if os.environ.get("RANK", "0") == "0":
-            print(f"cnnlab: error: {error}", file=sys.stderr)
+        # A later one that exited at once could have the launcher stop the first before it
+        # printed (a busy machine, a first process a moment behind): so it waits its turn.
+        if os.environ.get("RANK", "0") != "0":
+            time.sleep(FIRST_PROCESS_TELLS_S)
+        print(f"cnnlab: error: {error}", file=sys.stderr)
         return error.exit_code
     except BrokenPipeError:
         # The reader of stdout went away (`cnnlab models | head`): nothing to say. Python
