@@ -228,6 +228,25 @@ def test_predict_field_gives_one_row_per_object_and_an_overlay(lab, objects, tmp
     assert {r["name"]: [r[c] for c in columns] for r in rows} == from_files
 
 
+def test_a_whole_field_given_as_a_file_is_shrunk_with_a_warning(lab):
+    """The model records the largest crop it learned on (hand count: the crop files' own
+    sizes); a file far larger than that, the field itself, is classified whole, and says so."""
+    sizes = [tifffile.imread(path).shape for path in sorted(lab["crops"].rglob("*.tif"))]
+    largest = [max(h for h, _ in sizes), max(w for _, w in sizes)]
+    meta = json.loads((lab["run"] / "model.json").read_text())
+    assert meta["largest_source"] == largest
+    assert 4 * largest[0] < HEIGHT and 4 * largest[1] < WIDTH  # the field is far larger
+    field = lab["field"] / "field.tif"
+    out, err = ok("predict", lab["run"], field)
+    assert len(list(csv.DictReader(io.StringIO(out)))) == 1  # one answer for the whole field
+    assert err.count("\n") == 1 and err.startswith("cnnlab: warning: ")
+    assert f"{field} ({HEIGHT}x{WIDTH} pixels) is more than 4x" in err
+    assert f"(up to {largest[0]}x{largest[1]})" in err and "--field" in err
+    # Crops of the sizes it learned on: no warning.
+    _, err = ok("predict", lab["run"], lab["crops"])
+    assert err == ""
+
+
 def test_predict_field_without_out_writes_the_table_to_stdout_and_counts_to_stderr(
     lab, objects, tmp_path, monkeypatch
 ):

@@ -57,6 +57,27 @@ def test_resize_mixed_sizes_to_one_size_keeps_dtype_and_16_bit_range():
     assert resized.sizes() == [(4, 4)] * 3
 
 
+def test_the_largest_source_outlives_resizing_selection_and_a_second_resize():
+    # The tallest image is not the widest: height and width are the largest of each.
+    dataset = dataset_of([torch.zeros((1, 3, 5)), torch.zeros((1, 9, 4))], labels=[0, 0])
+    assert dataset.largest_source() == (9, 5)
+    resized = dataset.resize(4)
+    assert resized.largest_source() == (9, 5)
+    assert resized.select([0]).largest_source() == (9, 5)  # of the whole dataset
+    assert resized.resize(12).largest_source() == (9, 5)  # the sources, not the first resize
+    assert resized.select([]).largest_source() == (9, 5)
+    assert dataset_of(torch.zeros((2, 1, 28, 28))).largest_source() == (28, 28)
+    assert dataset_of([], labels=[]).largest_source() is None
+    # Merged, the largest sources of all; unresized parts count with their own sizes.
+    other = dataset_of([torch.zeros((1, 2, 30))], labels=[1]).resize(4)
+    assert merge([resized, other]).largest_source() == (9, 30)
+    assert merge([resized, dataset_of(torch.zeros((1, 1, 4, 4)), labels=[0])]).largest_source() == (
+        9,
+        5,
+    )
+    assert merge([dataset_of(torch.zeros((1, 1, 4, 4)), labels=[0])] * 2).largest_source() == (4, 4)
+
+
 def test_resize_down_matches_pillow_antialiased_bilinear():
     image = random_images((1, 1, 16, 12), seed=3)
     resized = dataset_of(image, labels=[0]).resize((8, 6))

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+import tifffile
 import torch
 from PIL import Image
 
@@ -81,6 +84,20 @@ def test_export_onnx_beside_the_run_then_predict_as_the_run_does(finished_run, c
     Image.fromarray(np.full((28, 28), 200, np.uint8)).save(eight)
     code, _, err = cli(capsys, "predict", str(onnx_path), str(eight))
     assert_one_line_error(code, err, "eight.png", "8-bit", "16-bit")
+
+    # The largest training crop travels too (hand count: the crop files' own sizes), and a
+    # far larger image gets the run's own warning.
+    sizes = [tifffile.imread(path).shape for path in data.rglob("*.tif")]
+    largest = [max(h for h, _ in sizes), max(w for _, w in sizes)]
+    assert json.loads(meta["cnnlab.largest_source"]) == largest
+    field = tmp_path / "field.tif"
+    tifffile.imwrite(field, np.full((5 * largest[0], 5 * largest[1]), 900, np.uint16))
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # the same warning twice in one process
+        said = [cli(capsys, "predict", str(model), str(field))[2] for model in (run, onnx_path)]
+    assert said[0] == said[1] and said[0].startswith(
+        f"cnnlab: warning: {field} ({5 * largest[0]}x{5 * largest[1]} pixels) is"
+    )
 
     code, _, err = cli(capsys, "export", str(run), "--format", "onnx")
     assert_one_line_error(code, err, "run.onnx: exists", "--overwrite")

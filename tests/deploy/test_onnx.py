@@ -137,6 +137,31 @@ def test_export_refuses_before_exporting(trained_lenet, tmp_path):
     assert not (tmp_path / "b.onnx").exists()
 
 
+def test_the_largest_training_image_is_read_back_checked_or_absent(
+    trained_lenet, tmp_path, monkeypatch
+):
+    model, _ = trained_lenet
+    monkeypatch.setattr(model, "largest_source", (28, 28), raising=False)
+    path = export_onnx(model, tmp_path / "lenet.onnx")
+    assert load_onnx(path).largest_source == (28, 28)
+
+    def rewritten(name: str, value: str | None):
+        """The export with its metadata entry changed (None: taken out), read with onnx."""
+        proto = onnx.load(str(path))
+        kept = [p for p in proto.metadata_props if p.key != "cnnlab.largest_source"]
+        del proto.metadata_props[:]
+        proto.metadata_props.extend(kept)
+        if value is not None:
+            proto.metadata_props.add(key="cnnlab.largest_source", value=value)
+        onnx.save(proto, str(tmp_path / name))
+        return tmp_path / name
+
+    assert load_onnx(rewritten("older.onnx", None)).largest_source is None  # an older export
+    for value in ("[28]", "[28, 0]", "[28, true]", "28x28"):
+        with pytest.raises(CnnlabError, match=r"damaged\.onnx: metadata cnnlab\.largest_source"):
+            load_onnx(rewritten("damaged.onnx", value))
+
+
 def test_foreign_and_damaged_onnx_files_are_refused_in_one_line(tmp_path):
     graph = onnx.helper.make_graph(
         [onnx.helper.make_node("Identity", ["x"], ["y"])],

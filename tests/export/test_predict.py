@@ -151,3 +151,43 @@ def test_an_image_too_small_for_the_model_is_refused_or_skipped(model16, crops):
     edge = paths[0].parent / "edge.tif"
     tifffile.imwrite(edge, np.full((14, 14), 30000, np.uint16))
     assert len(predict(model16, [edge])) == 1
+
+
+def test_a_file_far_larger_than_the_training_images_is_predicted_with_a_warning(
+    model16, crops, monkeypatch
+):
+    paths, _ = crops
+    folder = paths[0].parent
+    field, edge = folder / "field.tif", folder / "edge.tif"
+    tifffile.imwrite(field, np.full((161, 137), 30000, np.uint16))
+    tifffile.imwrite(edge, np.full((160, 200), 30000, np.uint16))  # 4x the height exactly
+    monkeypatch.setattr(model16, "largest_source", (40, 34), raising=False)
+    with pytest.warns(UserWarning) as caught:
+        table = predict(model16, [*paths, field, edge])
+    assert len(table) == 5 and not table.skipped  # a warning, not a refusal
+    assert [str(w.message) for w in caught] == [
+        f"{field} (161x137 pixels) is more than 4x the model's training images (up to 40x34) "
+        "on each side: it is shrunk whole to 28x28 and gets one class for the whole picture; "
+        "if it holds many objects (a field), give --field with --rois or --labels to classify "
+        "each"
+    ]
+    assert caught[0].filename == __file__  # points at the caller's line
+    other = folder / "other.tif"
+    tifffile.imwrite(other, np.full((170, 140), 30000, np.uint16))
+    with pytest.warns(
+        UserWarning, match=r"^2 images are, e\.g\. .*field\.tif \(161x137 pixels\), "
+    ):
+        predict(model16, [field, other])
+    # Arrays are crops a program cut (predict --field's own): nothing to say of them.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        predict_arrays(model16, [np.full((161, 137), 9, np.uint16)], ["a"], 16)
+    # Within 4x, or a model that does not know its training images: nothing to say.
+    monkeypatch.setattr(model16, "largest_source", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        predict(model16, [field])
+    monkeypatch.setattr(model16, "largest_source", (40, 35))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        predict(model16, [field, edge])

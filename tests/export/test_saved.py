@@ -31,7 +31,22 @@ def test_round_trip_gives_identical_outputs(trained):
     assert torch.equal(model(x), loaded(x))
     assert loaded.class_names == tuple("0123456789")
     assert loaded.bit_depth == 8
+    assert loaded.largest_source is None  # saved without it, as an older cnnlab saved
     assert torch.equal(loaded.standardize.mean, model.standardize.mean)
+
+
+def test_the_largest_training_image_travels_with_the_model(trained, tmp_path):
+    model, _, _ = trained
+    save_model(model, tmp_path, tuple("0123456789"), largest_source=(120, 96))
+    assert json.loads((tmp_path / "model.json").read_text())["largest_source"] == [120, 96]
+    loaded = load(tmp_path)
+    assert loaded.largest_source == (120, 96)
+    save_model(loaded, tmp_path / "again", tuple("0123456789"))  # a loaded model keeps it
+    assert load(tmp_path / "again").largest_source == (120, 96)
+    for wrong in ((120, 0), (120,), (120.5, 96)):
+        with pytest.raises(CnnlabError, match=r"^largest_source .*: give \(height, width\)"):
+            save_model(model, tmp_path / "wrong", tuple("0123456789"), largest_source=wrong)
+    assert not (tmp_path / "wrong").exists()
 
 
 def test_metadata_is_plain_json_and_weights_are_safetensors(trained):
@@ -193,6 +208,9 @@ def _set(*keys_and_value):
         (_set("architecture", "kwargs", ["auto"]), "kwargs .'auto'. is not an object"),
         (_set("architecture", KeyError), "no architecture"),
         (_set("bit_depth", "8"), "bit_depth '8' is not one of"),
+        (_set("largest_source", [28]), r"largest_source \[28\] is not \[height, width\]"),
+        (_set("largest_source", [28, 0]), r"largest_source \[28, 0\] is not"),
+        (_set("largest_source", [28, True]), r"largest_source \[28, True\] is not"),
         (_set("format_version", "1"), "format_version '1' is not a number"),
         (_set("in_chans", 3), "in_chans 3 differs from the architecture's 1"),
     ],

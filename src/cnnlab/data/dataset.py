@@ -149,6 +149,8 @@ class ImageDataset:
         if len(self) == 0:
             empty = torch.zeros((0, self.channels, height, width), dtype=self.dtype)
             return self.replace(images=empty)
+        # What the images were before, for a model to tell a whole field from a crop later.
+        meta = {**self.meta, "largest_source": self.largest_source()}
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, shape in enumerate(self.sizes()):
             groups.setdefault(shape, []).append(i)
@@ -170,7 +172,19 @@ class ImageDataset:
                 antialias=antialias and (shape[0] > height or shape[1] > width),
             )
             out[index] = _cast_like(resized, self.dtype)
-        return self.replace(images=out)
+        return self.replace(images=out, meta=meta)
+
+    def largest_source(self) -> tuple[int, int] | None:
+        """The largest height and the largest width of the images as they were read, before
+        any :meth:`resize` (of the whole dataset, for a subset of it); None for no images."""
+        if "largest_source" in self.meta:  # resized: the sizes now are not the sources'
+            return self.meta["largest_source"]
+        if len(self) == 0:
+            return None
+        if self.uniform:
+            return self.image_size
+        heights, widths = zip(*self.sizes(), strict=True)
+        return max(heights), max(widths)
 
     def too_small(self, size: int | tuple[int, int], max_upscale: float = 2.0) -> list[int]:
         """Positions of images that :meth:`resize` would enlarge more than ``max_upscale`` times.
@@ -330,7 +344,17 @@ def merge(datasets: Sequence[ImageDataset], name: str | None = None) -> ImageDat
         paths=tuple(p for d in datasets for p in d.paths),
         bit_depth=max(d.bit_depth for d in datasets),
         name=name or first.name,
+        meta=_merged_meta(datasets),
     )
+
+
+def _merged_meta(datasets: Sequence[ImageDataset]) -> dict:
+    """The first dataset's ``meta``, with the largest sources of all when any was resized."""
+    meta = dict(datasets[0].meta)
+    if any("largest_source" in d.meta for d in datasets):
+        sources = [d.largest_source() for d in datasets if len(d) or "largest_source" in d.meta]
+        meta["largest_source"] = (max(h for h, _ in sources), max(w for _, w in sources))
+    return meta
 
 
 # Integer planes whose values span at most this many levels are counted with a histogram.

@@ -113,6 +113,7 @@ def describe(
         "in_chans": int(model.in_chans),
         "input_size": [int(side) for side in model.input_size],
         "bit_depth": int(depth),
+        **_largest_source(model),
         "normalization": {
             "mean": model.standardize.mean.tolist(),
             "std": model.standardize.std.tolist(),
@@ -123,3 +124,9 @@ def describe(
         "source_run": source or "",
         "weights_sha256": weights_sha256(model),
     }
+
+
+def _largest_source(model: nn.Module) -> dict:
+    # The largest training image before resizing, when the model knows it (a trained run's).
+    source = getattr(model, "largest_source", None)
+    return {"largest_source": [int(side) for side in source]} if source else {}

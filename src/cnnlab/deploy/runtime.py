@@ -29,7 +29,7 @@ _REQUIRED = {
 }
 
 #: The metadata stored as JSON (see :func:`cnnlab.deploy.onnx.onnx_model`); the rest is text.
-_JSON = {*_REQUIRED, "format_version", "architecture", "normalization"}
+_JSON = {*_REQUIRED, "format_version", "architecture", "normalization", "largest_source"}
 
 
 def session_of(source: bytes | str | Path, what: str):
@@ -66,6 +66,8 @@ class OnnxModel:
         self.in_chans = self.cnnlab_meta["in_chans"]
         self.input_size = tuple(self.cnnlab_meta["input_size"])
         self.bit_depth = self.cnnlab_meta["bit_depth"]
+        source = self.cnnlab_meta.get("largest_source")
+        self.largest_source = tuple(source) if source else None
 
     def __repr__(self) -> str:
         height, width = self.input_size
@@ -129,4 +131,12 @@ def _read_metadata(props: dict[str, str], path: Path) -> dict:
         raise CnnlabError(f"{path}: metadata {METADATA_PREFIX}input_size is damaged; export again")
     if meta["bit_depth"] not in BIT_DEPTHS or meta["in_chans"] not in (1, 3):
         raise CnnlabError(f"{path}: metadata bit_depth or in_chans is damaged; export again")
+    source = meta.get("largest_source", [1, 1])
+    sides = isinstance(source, list) and len(source) == 2
+    if not sides or not all(
+        isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in source
+    ):
+        raise CnnlabError(
+            f"{path}: metadata {METADATA_PREFIX}largest_source is damaged; export again"
+        )
     return meta

@@ -35,6 +35,9 @@ from cnnlab.files import write_text
 
 #: Rows a notebook shows of a prediction table, each with its thumbnail.
 PREVIEW_ROWS = 20
+#: How many times the training data's largest images, on each side, a file may be before
+#: prediction warns that it is shrunk whole (a field image given as a file, say).
+FAR_LARGER = 4
 
 
 @dataclass(frozen=True)
@@ -168,7 +171,9 @@ def prepare_images(
     ``plane`` chooses the plane of multi-plane TIFF stacks (which are refused without it).
     A file that cannot be read, or does not fit the model (bit depth, channels), is an error
     naming it; with ``skip_bad`` it is left out with a warning, and listed with its reason in
-    ``dataset.meta["skipped"]`` as ``(path, reason)`` pairs.
+    ``dataset.meta["skipped"]`` as ``(path, reason)`` pairs. ``dataset.meta["far_larger"]`` lists
+    ``(path, height, width)`` of the files far larger than the model's training images (a
+    whole field given as a file, say), of which :func:`predict` warns.
     """
     inputs: list[_Input] = []
     for file in files:
@@ -180,7 +185,7 @@ def prepare_images(
             inputs.append(_Input(str(file), None, 0, _reason(str(file), error)))
             continue
         inputs.append(_Input(str(file), array, depth))
-    return _prepare(model, inputs, skip_bad)
+    return _prepare(model, inputs, skip_bad, whole_files=True)
 
 
 def prepare_arrays(
@@ -279,8 +284,14 @@ def size_problem(model: nn.Module, height: int, width: int) -> str | None:
     return None
 
 
-def _prepare(model: nn.Module, inputs: list[_Input], skip_bad: bool) -> ImageDataset:
-    """Checks each image against the model, converts its channels, and resizes them all."""
+def _prepare(
+    model: nn.Module, inputs: list[_Input], skip_bad: bool, whole_files: bool = False
+) -> ImageDataset:
+    """Checks each image against the model, converts its channels, and resizes them all.
+
+    ``whole_files``: the images are files as a user gave them (not crops cut from a field),
+    so those far larger than the training data's are noted for :func:`_far_larger`.
+    """
     trained_depth = getattr(model, "bit_depth", None)
     good, skipped = [], []
     for item in inputs:
@@ -324,6 +335,12 @@ def _prepare(model: nn.Module, inputs: list[_Input], skip_bad: bool) -> ImageDat
         raise CnnlabError(
             f"none of the {_count(len(inputs), 'image')} could be used, e.g. {name}: {reason}"
         )
+    source = getattr(model, "largest_source", None) if whole_files else None
+    far_larger = []
+    for item, array in good:
+        height, width = array.shape[-2:]
+        if source and height > FAR_LARGER * source[0] and width > FAR_LARGER * source[1]:
+            far_larger.append((item.name, height, width))
     # Arrays of their own (tensor_dtype copies), so the tensors share no caller's memory.
     tensors = [torch.from_numpy(array) for _, array in good]
     # A type that holds every image's values exactly (float for float images, wide ints).
@@ -335,9 +352,28 @@ def _prepare(model: nn.Module, inputs: list[_Input], skip_bad: bool) -> ImageDat
         paths=tuple(item.name for item, _ in good),
         name="prediction input",
         bit_depth=max((item.bit_depth for item, _ in good), default=8),
-        meta={"skipped": skipped},
+        meta={"skipped": skipped, "far_larger": far_larger},
     )
     return dataset.resize(tuple(model.input_size))
+
+
+def _far_larger(model: nn.Module, large: list[tuple[str, int, int]]) -> str:
+    """The warning for files more than :data:`FAR_LARGER` times the training data's images on
+    both sides: each is shrunk whole to the model's input and gets one class. That is right
+    for a large photo of one digit, and a wrong number for a field of cells, whose objects
+    ``--field`` classifies one by one."""
+    name, height, width = large[0]
+    source = model.largest_source
+    model_height, model_width = (int(side) for side in model.input_size)
+    what, it = (f"{name} ({height}x{width} pixels) is", "it is")
+    if len(large) > 1:
+        what, it = f"{len(large)} images are, e.g. {name} ({height}x{width} pixels),", "each is"
+    return (
+        f"{what} more than {FAR_LARGER}x the model's training images (up to "
+        f"{source[0]}x{source[1]}) on each side: {it} shrunk whole to {model_height}x"
+        f"{model_width} and gets one class for the whole picture; if it holds many objects "
+        "(a field), give --field with --rois or --labels to classify each"
+    )
 
 
 def _a(bit_depth: int) -> str:
@@ -438,6 +474,10 @@ def _classify(
             )
         dataset, probabilities = dataset.select(finite.nonzero()[:, 0]), probabilities[finite]
     check_finite(dataset.paths, probabilities)
+    kept = set(dataset.paths)
+    large = [entry for entry in dataset.meta.get("far_larger", ()) if entry[0] in kept]
+    if large:
+        warnings.warn(_far_larger(model, large), stacklevel=3)
     for name, reason in skipped:
         warnings.warn(f"skipped {name}: {reason}", stacklevel=3)
     if skipped:

@@ -38,16 +38,28 @@ def save_model(
     class_names: tuple[str, ...] | list[str],
     *,
     bit_depth: int = 8,
+    largest_source: tuple[int, int] | None = None,
     training: dict | None = None,
     extra: dict | None = None,
 ) -> Path:
-    """Writes ``model.safetensors`` and ``model.json`` into ``folder``; returns the JSON path."""
+    """Writes ``model.safetensors`` and ``model.json`` into ``folder``; returns the JSON path.
+
+    ``largest_source`` is the largest height and width of the training data's images before
+    they were resized to the model's input (:meth:`~cnnlab.ImageDataset.largest_source`; by
+    default the model's own, as :func:`load` gives it): prediction tells when it is given a
+    picture far larger than those, such as a whole field.
+    """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     if len(class_names) != model.num_classes:
         raise CnnlabError(
             f"{len(class_names)} class names for a model with {model.num_classes} outputs"
         )
+    largest_source = largest_source or getattr(model, "largest_source", None)
+    if largest_source is not None and not (
+        len(largest_source) == 2 and all(_is_int(side) and side >= 1 for side in largest_source)
+    ):
+        raise CnnlabError(f"largest_source {largest_source!r}: give (height, width) in pixels")
+    folder.mkdir(parents=True, exist_ok=True)  # only once the description is sound
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -56,6 +68,7 @@ def save_model(
         "in_chans": model.in_chans,
         "input_size": list(model.input_size),
         "bit_depth": bit_depth,
+        **({"largest_source": [int(side) for side in largest_source]} if largest_source else {}),
         "normalization": {
             "mean": model.standardize.mean.tolist(),
             "std": model.standardize.std.tolist(),
@@ -167,6 +180,12 @@ def _check_meta(meta: dict, meta_path: Path) -> None:
     if depth not in BIT_DEPTHS or not _is_int(depth):
         raise damaged(f"bit_depth {depth!r} is not one of {', '.join(map(str, BIT_DEPTHS))}")
 
+    source = meta.get("largest_source", [1, 1])
+    if not (
+        isinstance(source, list) and len(source) == 2 and all(_is_int(s) and s >= 1 for s in source)
+    ):
+        raise damaged(f"largest_source {source!r} is not [height, width]")
+
     norm = meta.get("normalization")
     if not isinstance(norm, dict):
         raise damaged("no normalization object")
@@ -183,7 +202,8 @@ def _check_meta(meta: dict, meta_path: Path) -> None:
 def load(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuilds a saved model from its JSON description and safetensors weights.
 
-    The returned module carries ``class_names``, ``bit_depth`` and the whole description as
+    The returned module carries ``class_names``, ``bit_depth``, ``largest_source`` (None when
+    the file has none) and the whole description as
     ``cnnlab_meta``, which prediction needs to preprocess new images the way training did.
     """
     from cnnlab.models import create_model
@@ -224,6 +244,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     _check_standardization(model, meta, weights_path)
     model.class_names = tuple(meta["class_names"])
     model.bit_depth = int(meta.get("bit_depth", 8))
+    model.largest_source = tuple(meta["largest_source"]) if "largest_source" in meta else None
     model.cnnlab_meta = meta
     return model.to(device).eval()
 

@@ -44,6 +44,7 @@ def finish_run(
         folder,
         split.train.class_names,
         bit_depth=split.train.bit_depth,
+        largest_source=split.train.largest_source(),
         training={
             "run": config.to_dict(),
             "best_epoch": history.best_epoch,
