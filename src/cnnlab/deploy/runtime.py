@@ -18,7 +18,7 @@ from cnnlab.deploy.network import INPUT_NAME, OUTPUT_NAME
 from cnnlab.deploy.onnx import METADATA_PREFIX, require_onnx
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate.evaluate import INFERENCE_BATCH
-from cnnlab.export.saved import BIT_DEPTHS
+from cnnlab.export.saved import BIT_DEPTHS, is_size
 
 #: The metadata a cnnlab ONNX file must hold, and the type each value is read as.
 _REQUIRED = {
@@ -127,15 +127,11 @@ def _read_metadata(props: dict[str, str], path: Path) -> dict:
     names, size = meta["class_names"], meta["input_size"]
     if not names or not all(isinstance(n, str) and n for n in names):
         raise CnnlabError(f"{path}: metadata {METADATA_PREFIX}class_names is damaged; export again")
-    if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
+    if not is_size(size):
         raise CnnlabError(f"{path}: metadata {METADATA_PREFIX}input_size is damaged; export again")
     if meta["bit_depth"] not in BIT_DEPTHS or meta["in_chans"] not in (1, 3):
         raise CnnlabError(f"{path}: metadata bit_depth or in_chans is damaged; export again")
-    source = meta.get("largest_source", [1, 1])
-    sides = isinstance(source, list) and len(source) == 2
-    if not sides or not all(
-        isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in source
-    ):
+    if "largest_source" in meta and not is_size(meta["largest_source"]):
         raise CnnlabError(
             f"{path}: metadata {METADATA_PREFIX}largest_source is damaged; export again"
         )

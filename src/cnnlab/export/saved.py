@@ -55,9 +55,7 @@ def save_model(
             f"{len(class_names)} class names for a model with {model.num_classes} outputs"
         )
     largest_source = largest_source or getattr(model, "largest_source", None)
-    if largest_source is not None and not (
-        len(largest_source) == 2 and all(_is_int(side) and side >= 1 for side in largest_source)
-    ):
+    if largest_source is not None and not is_size(largest_source):
         raise CnnlabError(f"largest_source {largest_source!r}: give (height, width) in pixels")
     folder.mkdir(parents=True, exist_ok=True)  # only once the description is sound
     meta = {
@@ -134,6 +132,15 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def is_size(value: object) -> bool:
+    """Whether ``value`` is ``[height, width]`` (or a tuple) of whole numbers >= 1."""
+    return (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(_is_int(side) and side >= 1 for side in value)
+    )
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -156,7 +163,7 @@ def _check_meta(meta: dict, meta_path: Path) -> None:
         if not _is_int(arch[key]) or arch[key] < minimum:
             raise damaged(f"architecture {key} {arch[key]!r} is not a whole number >= {minimum}")
     size = arch["input_size"]
-    if not (isinstance(size, list) and len(size) == 2 and all(_is_int(s) and s >= 1 for s in size)):
+    if not (isinstance(size, list) and is_size(size)):
         raise damaged(f"architecture input_size {size!r} is not [height, width]")
     if not isinstance(arch.get("kwargs", {}), dict):
         raise damaged(f"architecture kwargs {arch['kwargs']!r} is not an object")
@@ -180,10 +187,8 @@ def _check_meta(meta: dict, meta_path: Path) -> None:
     if depth not in BIT_DEPTHS or not _is_int(depth):
         raise damaged(f"bit_depth {depth!r} is not one of {', '.join(map(str, BIT_DEPTHS))}")
 
-    source = meta.get("largest_source", [1, 1])
-    if not (
-        isinstance(source, list) and len(source) == 2 and all(_is_int(s) and s >= 1 for s in source)
-    ):
+    source = meta.get("largest_source")
+    if source is not None and not (isinstance(source, list) and is_size(source)):
         raise damaged(f"largest_source {source!r} is not [height, width]")
 
     norm = meta.get("normalization")
