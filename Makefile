@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@# cnnlab's native kernels, compiled for this processor into ~/.cache/cnnlab (about a second;
+	@# without a compiler, training uses PyTorch's operators and the first run says nothing).
+	-@$(BIN)/python -m cnnlab.kernels >/dev/null
 	touch $(STAMP)
 
 # An editable install leaves cnnlab's own modules uncompiled, and where Python may not write

@@ -1,9 +1,13 @@
-"""Where one training step of LeNet-5 spends its time, before and after issue 16's layers.
+"""Where one training step of LeNet-5 spends its time, before and after issue 16's changes.
 
-"before" is the textbook network (ReLU, then PyTorch's ``nn.MaxPool2d``); "after" is cnnlab's
-(``MaxPool2d`` with its fast training path, then ReLU: the same function and the same gradients,
-see ``tests/models/test_layers.py``). Both start from the same weights and train as
-``cnnlab.fit`` does (the model's own layout, SGD with Nesterov momentum) on MNIST batches.
+Three kinds of the same network, from the same weights, trained as ``cnnlab.fit`` does (the
+model's own layout, SGD with Nesterov momentum) on MNIST batches:
+
+- "textbook": ReLU, then PyTorch's ``nn.MaxPool2d``, on PyTorch's operators;
+- "pytorch": cnnlab's layer order (pooling, then ReLU: the same function and gradients, see
+  ``tests/models/test_layers.py``), on PyTorch's operators (``native_kernels = False``);
+- "native": what ``cnnlab.fit`` runs, each conv -> pool -> ReLU stage through cnnlab's native
+  kernels (:mod:`cnnlab.kernels`) where this machine built them.
 
 Prints images/s of each (medians of interleaved repeats) with its share of the machine's float32
 matmul rate, and torch.profiler's table of the operators of one step, averaged over the
@@ -12,9 +16,11 @@ profiled steps. Usage::
     python bench/step.py [--model lenet5] [--batch-size 128] [--threads 2] [--repeats 5]
 
 Last, the budget of issue 16's goal (``--goal``, a share of the matmul rate): the step time the
-goal allows, the profile's split of the "after" step into convolutions and the rest, and the
-rate the convolutions would need with the rest as it is and with the rest halved. FLOPs are
-counted as the share of peak counts them: 6 x torchinfo's forward multiply-adds per image.
+goal allows, the profile's split of the "native" step into convolution stages and the rest, and
+the rate the convolutions would need with the rest as it is and with the rest halved. FLOPs are
+counted as the share of peak counts them: 6 x torchinfo's forward multiply-adds per image, the
+same for every kind (the native kernels skip the zeros of pooling's gradient, so they do less
+arithmetic than that count).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from torch import nn
 from torch.profiler import profile
 
 import cnnlab
+from cnnlab import kernels
 from cnnlab.models import model_summary
 from cnnlab.train.loop import fit_normalizer
 from run import matmul_gflops  # bench/run.py: the machine's float32 rate, measured the same way
@@ -48,12 +55,17 @@ def textbook(features: nn.Sequential) -> nn.Sequential:
     return nn.Sequential(OrderedDict(plain))
 
 
+KINDS = ("textbook", "pytorch", "native")
+
+
 def build(name: str, kind: str, train: cnnlab.ImageDataset) -> nn.Module:
     torch.manual_seed(0)
     model = cnnlab.create_model(name, in_chans=1, num_classes=10, input_size=(28, 28))
     normalizer = fit_normalizer(train)
     model.standardize.set_statistics(normalizer.mean, normalizer.std)
-    if kind == "before":
+    if kind != "native":
+        model.native_kernels = False
+    if kind == "textbook":
         model.features = textbook(model.features)
     layout = torch.channels_last if model.cpu_channels_last else torch.contiguous_format
     return model.to(memory_format=layout).train()
@@ -83,10 +95,14 @@ def conv_flops(model: nn.Module) -> int:
 
 
 def conv_share(events) -> float:
-    """The convolutions' share (forward and backward) of the profiled operators' self time."""
+    """The convolutions' share (forward and backward) of the profiled operators' self time:
+    PyTorch's convolution operators, or the native conv -> pool -> ReLU stages (which include
+    their pooling and ReLU)."""
     total = sum(e.self_cpu_time_total for e in events)
     conv = sum(
-        e.self_cpu_time_total for e in events if e.key.startswith("aten::") and "conv" in e.key
+        e.self_cpu_time_total
+        for e in events
+        if (e.key.startswith("aten::") and "conv" in e.key) or "ConvPoolReLU" in e.key
     )
     return conv / total
 
@@ -135,7 +151,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     train = cnnlab.datasets.mnist()[0].raw()
     images, labels = train.images, train.labels
-    models = {kind: build(args.model, kind, train) for kind in ("before", "after")}
+    models = {kind: build(args.model, kind, train) for kind in KINDS}
     steps = {kind: stepper(m, images, labels, args.batch_size) for kind, m in models.items()}
     for step in steps.values():  # oneDNN primitives, allocator growth
         for _ in range(20):
@@ -148,7 +164,7 @@ def main() -> None:
                 step()
             rates[kind].append(args.steps * args.batch_size / (time.perf_counter() - start))
     peak = matmul_gflops()
-    flops = 6 * model_summary(models["after"]).total_mult_adds
+    flops = 6 * model_summary(models["native"]).total_mult_adds
     print(
         f"{args.model}, batch {args.batch_size}, {args.threads} threads; float32 matmul "
         f"{peak:.0f} GFLOP/s; {flops / 1e6:.2f} MFLOP per training image"
@@ -156,9 +172,10 @@ def main() -> None:
     for kind, values in rates.items():
         median = statistics.median(values)
         print(
-            f"{kind:>6}: {median:8,.0f} images/s (min-max {min(values):,.0f}-{max(values):,.0f})"
+            f"{kind:>8}: {median:8,.0f} images/s (min-max {min(values):,.0f}-{max(values):,.0f})"
             f", {median * flops / 1e9 / peak:.1%} of peak"
         )
+    print(kernels.status())
     share = 0.0
     for kind, step in steps.items():
         with profile() as trace:
@@ -167,9 +184,9 @@ def main() -> None:
         print(f"\n{kind}: operators of one step (averaged over {args.steps} steps)")
         events = trace.key_averages()
         print(events.table(sort_by="self_cpu_time_total", row_limit=14))
-        share = conv_share(events)  # the last kind's: "after"
-    rate = statistics.median(rates["after"])
-    print(budget(rate, share, peak, flops, conv_flops(models["after"]), args.goal))
+        share = conv_share(events)  # the last kind's: "native"
+    rate = statistics.median(rates["native"])
+    print(budget(rate, share, peak, flops, conv_flops(models["native"]), args.goal))
 
 
 if __name__ == "__main__":

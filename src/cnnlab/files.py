@@ -23,6 +23,13 @@ from safetensors.torch import save as safetensors_bytes
 from cnnlab.errors import CnnlabError
 
 
+def default_cache_dir() -> Path:
+    """cnnlab's cache folder (decoded images, built kernels): ``$CNNLAB_CACHE_DIR`` if set,
+    else ``~/.cache/cnnlab``."""
+    configured = os.environ.get("CNNLAB_CACHE_DIR")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "cnnlab"
+
+
 def fsync_folder(folder: str | os.PathLike) -> None:
     """Makes the folder's entries (a rename, a new file) durable."""
     try:

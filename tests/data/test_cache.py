@@ -13,6 +13,7 @@ from safetensors.numpy import save_file
 from cnnlab.data import cache as cache_module
 from cnnlab.data.cache import Decoded, Record, cache_file, read_cache, write_cache
 from cnnlab.data.folders import load_folders
+from cnnlab.files import default_cache_dir
 
 
 def make_root(root):
@@ -134,7 +135,7 @@ def test_default_directory_from_environment(tmp_path, monkeypatch):
     root = make_root(tmp_path / "data")
     load_folders(root, cache=True)
     assert len(list((tmp_path / "env-cache").iterdir())) == 1
-    assert cache_module.default_cache_dir() == tmp_path / "env-cache"
+    assert default_cache_dir() == tmp_path / "env-cache"
 
 
 def test_write_is_atomic_and_unwritable_dir_only_warns(tmp_path, monkeypatch):

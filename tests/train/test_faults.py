@@ -71,6 +71,10 @@ def lab(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults")
     synth_bacteria(root / "data", per_class=16, seed=0, min_size=16, max_size=24)
     (root / "driver.py").write_text(DRIVER)
+    # The native kernels are built into the cache beforehand, as `make` builds them: their one
+    # rename is the machine's, not the run's, and every child computes alike.
+    env = {**os.environ, "CNNLAB_CACHE_DIR": str(root / "cache")}
+    subprocess.run([sys.executable, "-m", "cnnlab.kernels"], env=env, check=True, timeout=300)
     return root
 
 

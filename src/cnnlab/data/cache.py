@@ -64,12 +64,6 @@ class Record:
     decoded: Decoded
 
 
-def default_cache_dir() -> Path:
-    """``$CNNLAB_CACHE_DIR`` if set, else ``~/.cache/cnnlab``."""
-    configured = os.environ.get("CNNLAB_CACHE_DIR")
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "cnnlab"
-
-
 def cache_file(
     cache_dir: str | os.PathLike,
     root: str | os.PathLike,

@@ -50,12 +50,13 @@ import torch
 # ipywidgets, and this bar (disable=None) never shows in notebooks, whose streams are no TTYs.
 from tqdm import tqdm
 
-from cnnlab.data.cache import Decoded, Record, cache_file, default_cache_dir, read_cache
+from cnnlab.data.cache import Decoded, Record, cache_file, read_cache
 from cnnlab.data.cache import write_cache as _write_cache
 from cnnlab.data.combine import unify
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.data.imageio import IMAGE_EXTENSIONS, os_error, read_image_file
 from cnnlab.errors import CnnlabError
+from cnnlab.files import default_cache_dir
 
 #: Below this many files to decode, a pool costs more than it saves.
 PARALLEL_THRESHOLD = 256

@@ -26,9 +26,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.kernels import conv_pool_relu
 from cnnlab.models.base import ImageClassifier
 from cnnlab.models.layers import max_pool, pool_then_activate
 from cnnlab.models.mlp import check_widths
@@ -95,7 +97,16 @@ class LeNet(ImageClassifier):
     With ReLU the layers run as conv -> [bn] -> maxpool -> relu: the maximum of rectified
     values is the rectified maximum, with the same gradients, and the ReLU then touches a
     quarter of the elements (see :mod:`cnnlab.models.layers`).
+
+    Without batch norm, each conv -> maxpool -> relu stage trains on a CPU through cnnlab's
+    native kernels (:mod:`cnnlab.kernels`), one pass forward and one backward, where this
+    machine could build them and ``native_kernels`` is true. The parameters, the function
+    and every other path (evaluation, inspection, export) are PyTorch's.
     """
+
+    #: Set to False to train with PyTorch's operators only (``CNNLAB_NATIVE=0`` does it for
+    #: every model).
+    native_kernels: bool = True
 
     def __init__(
         self,
@@ -137,6 +148,95 @@ class LeNet(ImageClassifier):
         self.features = nn.Sequential(layers)
         self.head = nn.Linear(width, num_classes)
         self.cpu_channels_last = not batch_norm
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.standardize(x)
+        layers = list(self.features)
+        convs = self._native_stages(x, layers)
+        for index, conv in enumerate(convs):
+            fused = conv_pool_relu(
+                x,
+                conv.weight,
+                conv.bias,
+                conv.padding[0],
+                first=index == 0,
+                last=index == len(convs) - 1,
+            )
+            if fused is None:  # a shape the kernels do not take: PyTorch's operators from here
+                return nn.Sequential(*layers[3 * index :])(x)
+            x = fused
+        return nn.Sequential(*layers[3 * len(convs) :])(x) if convs else self.features(x)
+
+    def _native_stages(self, x: torch.Tensor, layers: list[nn.Module]) -> list[nn.Conv2d]:
+        """The leading conv -> 2x2 max pool -> ReLU stages that may take the native kernels.
+
+        Only while training on a CPU with gradients, and never where someone watches the
+        layers one by one: a hook on any of them (inspection records activations that way), a
+        traced, scripted or compiled graph (which must record PyTorch's operators). The layers
+        are checked each time, so a network whose layers were replaced or reordered
+        (``bench/step.py`` puts the ReLU back before the pooling) takes PyTorch's path.
+        """
+        if not (self.native_kernels and self.training and torch.is_grad_enabled()):
+            return []
+        if x.device.type != "cpu" or torch.jit.is_scripting() or torch.jit.is_tracing():
+            return []
+        if torch.compiler.is_compiling() or _global_hooks():
+            return []
+        convs = []
+        for start in range(0, len(layers) - 2, 3):
+            conv, pool, relu = layers[start : start + 3]
+            if not (_plain_conv(conv) and _plain_pool(pool) and type(relu) is nn.ReLU):
+                break
+            if any(_hooked(module) for module in (conv, pool, relu)):
+                return []
+            convs.append(conv)
+        return convs
+
+
+def _plain_conv(module: nn.Module) -> bool:
+    # nn.Conv2d exactly (a subclass may compute something else), as LeNet builds it.
+    return (
+        type(module) is nn.Conv2d
+        and module.bias is not None
+        and module.stride == (1, 1)
+        and module.dilation == (1, 1)
+        and module.groups == 1
+        and module.padding_mode == "zeros"
+        and isinstance(module.padding, tuple)
+        and module.padding[0] == module.padding[1]
+    )
+
+
+def _plain_pool(module: nn.Module) -> bool:
+    return (
+        isinstance(module, nn.MaxPool2d)
+        and module.kernel_size in (2, (2, 2))
+        and module.stride in (2, (2, 2))
+        and module.padding in (0, (0, 0))
+        and module.dilation in (1, (1, 1))
+        and not module.ceil_mode
+        and not module.return_indices
+    )
+
+
+def _hooked(module: nn.Module) -> bool:
+    return bool(
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or module._backward_hooks
+        or module._backward_pre_hooks
+    )
+
+
+def _global_hooks() -> bool:
+    from torch.nn.modules import module as registry
+
+    return bool(
+        registry._global_forward_hooks
+        or registry._global_forward_pre_hooks
+        or registry._global_backward_hooks
+        or registry._global_backward_pre_hooks
+    )
 
 
 def lenet(

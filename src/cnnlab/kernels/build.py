@@ -1,0 +1,158 @@
+"""Compiling cnnlab's native kernels with the machine's own C++ compiler, once per machine.
+
+The source (``convpool.cpp``, beside this file) is compiled for the processor it runs on
+(``-march=native``: AVX-512 where the CPU has it, AVX2 otherwise) into
+``$CNNLAB_CACHE_DIR/kernels/<key>/`` (default ``~/.cache/cnnlab``). The key is a hash of the
+source, the compiler's version, the flags and the CPU's model and feature flags, so a changed
+source, compiler or processor (a cache folder shared between machines) gets its own build and a
+stale one is never loaded. ``make`` builds it right after installing (``python -m
+cnnlab.kernels``); otherwise the first training run that can use it does, in about a second.
+The library is written to a temporary name and renamed into place, so processes starting
+together (``--nproc``, sweep workers) never load half a file.
+
+The library is linked against the OpenMP runtime that PyTorch itself loaded (``libgomp.so.1``:
+the loader matches the name), so its threads are PyTorch's own and never compete with them.
+
+Where no compiler is found, the build fails, or ``CNNLAB_NATIVE=0`` is set, :func:`library`
+returns None and cnnlab trains with PyTorch's operators: the same function, a little slower.
+:func:`status` says which, and why.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from cnnlab.files import default_cache_dir, fsync_folder, replace
+
+SOURCE = Path(__file__).with_name("convpool.cpp")
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-fno-math-errno")
+LIBRARY_NAME = "libcnnlab_convpool.so"
+DISABLE_VARIABLE = "CNNLAB_NATIVE"
+COMPILE_TIMEOUT_S = 120.0
+
+_why_not: list[str] = []
+
+
+def compiler() -> str | None:
+    """The C++ compiler to use: ``$CXX`` if set, else ``g++`` or ``c++`` on the PATH."""
+    configured = os.environ.get("CXX")
+    if configured:
+        return shutil.which(configured)
+    return shutil.which("g++") or shutil.which("c++")
+
+
+def _cpu_identity() -> str:
+    # The model name and feature flags: a build for one processor is never loaded on another.
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return platform.processor() + platform.machine()
+    wanted = [line for line in text.splitlines() if line.startswith(("model name", "flags"))]
+    return "\n".join(sorted(set(wanted)))
+
+
+def _compiler_version(cxx: str) -> str:
+    done = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30)
+    return done.stdout
+
+
+def build_key(cxx: str, flags: tuple[str, ...] = FLAGS) -> str:
+    digest = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), _compiler_version(cxx).encode(), " ".join(flags).encode()):
+        digest.update(part)
+        digest.update(b"\0")
+    digest.update(_cpu_identity().encode())
+    digest.update(platform.machine().encode())
+    return digest.hexdigest()[:20]
+
+
+def library_path(cxx: str, flags: tuple[str, ...] = FLAGS) -> Path:
+    return default_cache_dir() / "kernels" / build_key(cxx, flags) / LIBRARY_NAME
+
+
+def build(cxx: str, flags: tuple[str, ...] = FLAGS) -> Path:
+    """Compiles the library unless this machine's build is already there; returns its path.
+
+    Raises RuntimeError with the compiler's last line when the build fails.
+    """
+    target = library_path(cxx, flags)
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".building-", suffix=".so", dir=target.parent)
+    os.close(handle)
+    try:
+        done = subprocess.run(
+            [cxx, *flags, "-o", temporary, str(SOURCE)],
+            capture_output=True,
+            text=True,
+            timeout=COMPILE_TIMEOUT_S,
+        )
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            raise RuntimeError(f"{Path(cxx).name} failed on {SOURCE.name}: {last}")
+        with open(temporary, "rb+") as built:
+            os.fsync(built.fileno())
+        replace(temporary, target)
+        fsync_folder(target.parent)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return target
+
+
+@functools.cache
+def library() -> ctypes.CDLL | None:
+    """The loaded kernels, built first if needed; None where they cannot be (see status())."""
+    if os.environ.get(DISABLE_VARIABLE, "1").strip().lower() in ("0", "false", "no", "off"):
+        _why_not.append(f"turned off by {DISABLE_VARIABLE}=0")
+        return None
+    cxx = compiler()
+    if cxx is None:
+        _why_not.append("no C++ compiler found (install g++, or set CXX)")
+        return None
+    import torch  # noqa: F401  (its OpenMP runtime must be loaded first, to be shared)
+
+    try:
+        return load(build(cxx))
+    except (OSError, RuntimeError, AttributeError, subprocess.SubprocessError) as error:
+        _why_not.append(f"the build failed: {error}")
+        return None
+
+
+def load(path: Path) -> ctypes.CDLL:
+    """The library at ``path`` with its functions' argument types declared."""
+    loaded = ctypes.CDLL(str(path))
+    pointer, integer = ctypes.c_void_p, ctypes.c_int
+    loaded.cnnlab_vector_lanes.restype = integer
+    loaded.cnnlab_vector_lanes.argtypes = []
+    signatures = {
+        # x, N, C, H, W, pad, w, b, Co, Cop, K, xp, Wpa, y, idx, threads
+        "cnnlab_wide_forward": "piiiiipp" + "iii" + "pi" + "pp" + "i",
+        # x, N, C, H, W, wt, b, Co, Cop, K, y, idx, hwc, threads
+        "cnnlab_deep_forward": "piiii" + "pp" + "iii" + "pp" + "ii",
+        # xp, N, C, Hp, row, hwc_in, wl, Co, K, y, idx, gy, Hq, Wq, hwc_out, gw, gb, gx,
+        # scratch, threads
+        "cnnlab_backward": "piiiii" + "pii" + "ppp" + "iii" + "pppp" + "i",
+    }
+    for name, kinds in signatures.items():
+        function = getattr(loaded, name)
+        function.restype = None
+        function.argtypes = [pointer if kind == "p" else integer for kind in kinds]
+    return loaded
+
+
+def status() -> str:
+    """One line: whether training uses the native kernels, and why not where it does not."""
+    loaded = library()
+    if loaded is not None:
+        return f"native kernels: in use ({loaded.cnnlab_vector_lanes() * 32}-bit vectors)"
+    return f"native kernels: not in use, {_why_not[-1]}; PyTorch's operators train instead"

@@ -1,0 +1,164 @@
+"""``relu(max_pool2d(conv2d(x, weight, bias, padding=padding), 2))`` as one autograd function.
+
+The native kernels (``convpool.cpp``, built by :mod:`cnnlab.kernels.build`) compute such a
+layer in one pass forward and one backward. This module allocates their tensors, decides what
+they may be given, and puts them into PyTorch's autograd. :func:`conv_pool_relu` returns None
+where the kernels do not apply, and the caller runs PyTorch's operators instead.
+
+Layouts between layers: the first layer (``first=True``) reads the image as NCHW and vectorizes
+over output columns; every later layer reads the previous one's output as NHWC (channels-last)
+and vectorizes over output channels. A layer returns its pooled maps in channels-last memory
+(``last=False``, what the next layer reads) or as contiguous NCHW (``last=True``, what
+``nn.Flatten`` and the dense layers read). Either way the tensor has the logical shape
+``(N, C, H, W)`` and holds what PyTorch's operators would give, up to the order of float
+additions.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+from cnnlab.kernels.build import library
+
+#: Output channels per register block of the first layer's kernel (CB in convpool.cpp).
+FIRST_BLOCK = 6
+#: Images per partial sum of the weight gradients (CHUNK in convpool.cpp).
+CHUNK = 8
+#: Pooled positions per map at most: backward lists them on each thread's stack.
+MAX_POSITIONS = 65_536
+
+
+def _ceil_to(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def _padded(tensor: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """``tensor`` in the leading corner of zeros of ``shape`` (the kernels' register blocks)."""
+    out = tensor.new_zeros(shape)
+    out[tuple(slice(0, size) for size in tensor.shape)] = tensor
+    return out
+
+
+class _ConvPoolReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        padding: int,
+        first: bool,
+        last: bool,
+    ) -> torch.Tensor:
+        lib = library()
+        threads = torch.get_num_threads()
+        n, c, h, w = x.shape
+        co, _, k, _ = weight.shape
+        hq, wq = (h + 2 * padding - k + 1) // 2, (w + 2 * padding - k + 1) // 2
+        hwc_out = first or not last  # the first layer's kernel always writes channels-last
+        shape = (n, hq, wq, co) if hwc_out else (n, co, hq, wq)
+        y = torch.empty(shape, dtype=torch.float32)
+        idx = torch.empty(shape, dtype=torch.uint8)  # which element of each window won
+        if first:
+            image = x.contiguous()
+            cop = _ceil_to(co, FIRST_BLOCK)
+            blocked = _padded(weight.detach().contiguous(), (cop, c, k, k))
+            shifted = _padded(bias.detach(), (cop,))
+            # Rows long enough for two vectors from every output column the pooling keeps.
+            row = max(_ceil_to(2 * wq, 2 * lib.cnnlab_vector_lanes()) + k - 1, w + 2 * padding)
+            read = torch.empty((n, c, h + 2 * padding, row), dtype=torch.float32)
+            lib.cnnlab_wide_forward(
+                image.data_ptr(), n, c, h, w, padding, blocked.data_ptr(), shifted.data_ptr(),
+                co, cop, k, read.data_ptr(), row, y.data_ptr(), idx.data_ptr(), threads,
+            )  # fmt: skip
+            patches = weight.detach().contiguous()  # (Co, C, K, K): a patch of the CHW image
+            ctx.geometry = (c, h + 2 * padding, row, 0)
+        else:
+            read = x.detach().permute(0, 2, 3, 1).contiguous()  # free when x is channels-last
+            if padding:
+                read = F.pad(read, (0, 0, padding, padding, padding, padding))
+            hp, wp = read.shape[1], read.shape[2]
+            cop = _ceil_to(co, lib.cnnlab_vector_lanes())
+            spread = _padded(weight.detach().permute(2, 3, 1, 0), (k, k, c, cop))
+            shifted = _padded(bias.detach(), (cop,))
+            lib.cnnlab_deep_forward(
+                read.data_ptr(), n, c, hp, wp, spread.data_ptr(), shifted.data_ptr(), co, cop,
+                k, y.data_ptr(), idx.data_ptr(), int(hwc_out), threads,
+            )  # fmt: skip
+            patches = weight.detach().permute(0, 2, 3, 1).contiguous()  # (Co, K, K, C)
+            ctx.geometry = (c, hp, wp * c, 1)
+        ctx.save_for_backward(read, patches, y, idx)
+        ctx.shape = (n, c, h, w, co, k, hq, wq, padding, hwc_out)
+        ctx.weight_stride = weight.stride()
+        # NCHW as PyTorch's operators give it; in channels-last memory where y is HWC.
+        return y.permute(0, 3, 1, 2) if hwc_out else y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        lib = library()
+        read, patches, y, idx = ctx.saved_tensors
+        n, c, h, w, co, k, hq, wq, padding, hwc_out = ctx.shape
+        channels, hp, row, hwc_in = ctx.geometry
+        incoming = grad.permute(0, 2, 3, 1).contiguous() if hwc_out else grad.contiguous()
+        patch = c * k * k
+        grad_weight = torch.empty((co, patch), dtype=torch.float32)
+        grad_bias = torch.empty(co, dtype=torch.float32)
+        scratch = torch.empty(-(-n // CHUNK) * co * (patch + 1), dtype=torch.float32)
+        grad_read = torch.empty_like(read) if ctx.needs_input_grad[0] else None
+        lib.cnnlab_backward(
+            read.data_ptr(), n, channels, hp, row, hwc_in, patches.data_ptr(), co, k,
+            y.data_ptr(), idx.data_ptr(), incoming.data_ptr(), hq, wq, int(hwc_out),
+            grad_weight.data_ptr(), grad_bias.data_ptr(),
+            None if grad_read is None else grad_read.data_ptr(), scratch.data_ptr(),
+            torch.get_num_threads(),
+        )  # fmt: skip
+        keep = slice(padding, padding + h), slice(padding, padding + w)
+        if hwc_in:
+            grad_weight = grad_weight.view(co, k, k, c).permute(0, 3, 1, 2)
+            if grad_read is not None:
+                grad_read = grad_read[:, keep[0], keep[1], :].permute(0, 3, 1, 2)
+        else:
+            grad_weight = grad_weight.view(co, c, k, k)
+            if grad_read is not None:
+                grad_read = grad_read[:, :, keep[0], keep[1]]
+        if grad_weight.stride() != ctx.weight_stride:
+            # The weight's own layout (channels-last when fit trains that way): gradients laid
+            # out otherwise are copied by autograd, and DistributedDataParallel warns of them.
+            laid_out = torch.empty_strided(grad_weight.shape, ctx.weight_stride)
+            grad_weight = laid_out.copy_(grad_weight)
+        return grad_read, grad_weight, grad_bias, None, None, None
+
+
+def conv_pool_relu(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    padding: int,
+    *,
+    first: bool,
+    last: bool,
+) -> torch.Tensor | None:
+    """The layer through the native kernels, or None where they do not apply here.
+
+    ``first``: x is the network's input (read as NCHW); otherwise the previous layer's output
+    (read as NHWC). ``last``: return contiguous NCHW for the dense layers that follow.
+    """
+    if bias is None or not usable(x, weight, bias, padding) or library() is None:
+        return None
+    return _ConvPoolReLU.apply(x, weight, bias, padding, first, last)
+
+
+def usable(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, padding: int) -> bool:
+    """float32 on a CPU, 4-dimensional, square kernels, one pooled pixel or more per map."""
+    tensors = (x, weight, bias)
+    if any(t.device.type != "cpu" or t.dtype != torch.float32 for t in tensors):
+        return False
+    if x.dim() != 4 or weight.dim() != 4 or weight.shape[2] != weight.shape[3]:
+        return False
+    if x.shape[1] != weight.shape[1] or x.shape[0] == 0 or bias.shape != weight.shape[:1]:
+        return False
+    sides = [(side + 2 * padding - weight.shape[2] + 1) // 2 for side in x.shape[2:]]
+    return min(sides) >= 1 and sides[0] * sides[1] <= MAX_POSITIONS
