@@ -131,22 +131,22 @@ def library() -> ctypes.CDLL | None:
 def load(path: Path) -> ctypes.CDLL:
     """The library at ``path`` with its functions' argument types declared."""
     loaded = ctypes.CDLL(str(path))
-    pointer, integer = ctypes.c_void_p, ctypes.c_int
-    loaded.cnnlab_vector_lanes.restype = integer
+    loaded.cnnlab_vector_lanes.restype = ctypes.c_int
     loaded.cnnlab_vector_lanes.argtypes = []
+    kinds = {"p": ctypes.c_void_p, "i": ctypes.c_int, "l": ctypes.c_long}
     signatures = {
-        # x, N, C, H, W, pad, w, b, Co, Cop, K, xp, Wpa, y, idx, threads
-        "cnnlab_wide_forward": "piiiiipp" + "iii" + "pi" + "pp" + "i",
-        # x, N, C, H, W, wt, b, Co, Cop, K, y, idx, hwc, threads
-        "cnnlab_deep_forward": "piiii" + "pp" + "iii" + "pp" + "ii",
-        # xp, N, C, Hp, row, hwc_in, wl, Co, K, y, idx, gy, Hq, Wq, hwc_out, gw, gb, gx,
-        # scratch, threads
-        "cnnlab_backward": "piiiii" + "pii" + "ppp" + "iii" + "pppp" + "i",
+        # x, N, C, H, W, pad, weight and its 4 strides, bias, Co, K, xp, Wpa, y, idx, threads
+        "cnnlab_wide_forward": "piiiii" + "pllll" + "pii" + "pi" + "pp" + "i",
+        # x, N, C, H, W, weight and its 4 strides, bias, Co, K, y, idx, hwc, threads
+        "cnnlab_deep_forward": "piiii" + "pllll" + "pii" + "pp" + "ii",
+        # xp, N, C, Hp, row, hwc_in, weight and its 4 strides, Co, K, y, idx, gy, Hq, Wq,
+        # hwc_out, gw and its 4 strides, gb, gx, scratch, threads
+        "cnnlab_backward": "piiiii" + "pllll" + "ii" + "ppp" + "iii" + "pllll" + "ppp" + "i",
     }
-    for name, kinds in signatures.items():
+    for name, kind in signatures.items():
         function = getattr(loaded, name)
         function.restype = None
-        function.argtypes = [pointer if kind == "p" else integer for kind in kinds]
+        function.argtypes = [kinds[letter] for letter in kind]
     return loaded
 
 

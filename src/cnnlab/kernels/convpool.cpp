@@ -23,6 +23,7 @@
 // number of threads or their timing.
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <immintrin.h>
 #include <omp.h>
@@ -100,18 +101,45 @@ static inline vf relu(vf v) { return (v < 0) ? vf{} : v; }
 
 extern "C" int cnnlab_vector_lanes() { return VL; }
 
+// A weight tensor (Co, C, K, K) as PyTorch holds it, any strides (channels-last included).
+struct Weights {
+    const float* data;
+    long s0, s1, s2, s3;
+    float at(int o, int c, int ky, int kx) const {
+        return data[o * s0 + c * s1 + ky * s2 + kx * s3];
+    }
+};
+
+// Zero-filled floats for a call's own copy of the weights in the order its loops read them.
+struct Buffer {
+    float* data;
+    explicit Buffer(size_t count) : data((float*)std::calloc(count ? count : 1, sizeof(float))) {}
+    ~Buffer() { std::free(data); }
+    Buffer(const Buffer&) = delete;
+    Buffer& operator=(const Buffer&) = delete;
+};
+
 // ---------------------------------------------------------------------------------------------
-// Wide forward: input x (N, C, H, W) contiguous; weights w (Cop, C, K, K) with Cop a multiple of
-// CB (the rows past Co are zero); bias b (Cop). Writes the zero-padded image to xp (N, C, Hp,
-// Wpa), Wpa >= 2 * VL * ceil(Wo / (2 * VL)) + K - 1, which backward reads again, and the pooled
-// maps y and winners idx as (N, Hq, Wq, Co).
-constexpr int CB = 6;
+// Wide forward: input x (N, C, H, W) contiguous; weights (Co, C, K, K); bias b (Co). Writes the
+// zero-padded image to xp (N, C, Hp, Wpa), Wpa >= 2 * VL * ceil(Wo / (2 * VL)) + K - 1, which
+// backward reads again, and the pooled maps y and winners idx as (N, Hq, Wq, Co).
+constexpr int CB = 6;  // output channels per register block
 
 extern "C" void cnnlab_wide_forward(const float* x, int N, int C, int H, int W, int pad,
-                                    const float* w, const float* b, int Co, int Cop, int K,
-                                    float* xp, int Wpa, float* y, uint8_t* idx, int threads) {
+                                    const float* weight, long s0, long s1, long s2, long s3,
+                                    const float* bias, int Co, int K, float* xp, int Wpa,
+                                    float* y, uint8_t* idx, int threads) {
     const int Hp = H + 2 * pad, Ho = Hp - K + 1, Wo = W + 2 * pad - K + 1;
     const int Hq = Ho / 2, Wq = Wo / 2, KK = K * K;
+    const int Cop = (Co + CB - 1) / CB * CB;  // whole blocks; the channels past Co are zero
+    const Weights given{weight, s0, s1, s2, s3};
+    Buffer blocked(Cop * C * KK);
+    float* const w = blocked.data;
+    for (int o = 0; o < Co; ++o)
+        for (int c = 0; c < C; ++c)
+            for (int ky = 0; ky < K; ++ky)
+                for (int kx = 0; kx < K; ++kx)
+                    w[((o * C + c) * K + ky) * K + kx] = given.at(o, c, ky, kx);
     const vi even = EVEN, odd = ODD;
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int n = 0; n < N; ++n) {
@@ -145,11 +173,11 @@ extern "C" void cnnlab_wide_forward(const float* x, int N, int C, int H, int W, 
                     }
                     const int q0 = ox0 / 2, count = Wq - q0 < VL ? Wq - q0 : VL;
                     for (int o = 0; o < CB && cob + o < Co; ++o) {
-                        const float bias = b[cob + o];
-                        const vf a00 = __builtin_shuffle(acc[0][o][0], acc[0][o][1], even) + bias;
-                        const vf a01 = __builtin_shuffle(acc[0][o][0], acc[0][o][1], odd) + bias;
-                        const vf a10 = __builtin_shuffle(acc[1][o][0], acc[1][o][1], even) + bias;
-                        const vf a11 = __builtin_shuffle(acc[1][o][0], acc[1][o][1], odd) + bias;
+                        const float b = bias[cob + o];
+                        const vf a00 = __builtin_shuffle(acc[0][o][0], acc[0][o][1], even) + b;
+                        const vf a01 = __builtin_shuffle(acc[0][o][0], acc[0][o][1], odd) + b;
+                        const vf a10 = __builtin_shuffle(acc[1][o][0], acc[1][o][1], even) + b;
+                        const vf a11 = __builtin_shuffle(acc[1][o][0], acc[1][o][1], odd) + b;
                         vf best;
                         vi which;
                         pool4(a00, a01, a10, a11, best, which);
@@ -167,9 +195,9 @@ extern "C" void cnnlab_wide_forward(const float* x, int N, int C, int H, int W, 
 }
 
 // ---------------------------------------------------------------------------------------------
-// Deep forward: input x (N, H, W, C) contiguous (HWC), no padding; weights wt (K, K, C, Cop)
-// with Cop a multiple of VL (the columns past Co are zero); bias b (Cop). Writes the pooled maps
-// y and winners idx as (N, Hq, Wq, Co) when hwc, else (N, Co, Hq, Wq).
+// Deep forward: input x (N, H, W, C) contiguous (HWC), already padded; weights (Co, C, K, K);
+// bias (Co). Writes the pooled maps y and winners idx as (N, Hq, Wq, Co) when hwc, else
+// (N, Co, Hq, Wq). The tiles read the weights as (K, K, C, Cop), Cop a multiple of VL.
 template <int TQ>
 static inline void deep_tile(const float* x, int H, int W, int C, const float* wt,
                              const float* b, int Co, int Cop, int K, int n, int py, int q0,
@@ -214,10 +242,23 @@ static inline void deep_tile(const float* x, int H, int W, int C, const float* w
     }
 }
 
-extern "C" void cnnlab_deep_forward(const float* x, int N, int C, int H, int W, const float* wt,
-                                    const float* b, int Co, int Cop, int K, float* y,
-                                    uint8_t* idx, int hwc, int threads) {
+extern "C" void cnnlab_deep_forward(const float* x, int N, int C, int H, int W,
+                                    const float* weight, long s0, long s1, long s2, long s3,
+                                    const float* bias, int Co, int K, float* y, uint8_t* idx,
+                                    int hwc, int threads) {
     const int Hq = (H - K + 1) / 2, Wq = (W - K + 1) / 2;
+    const int Cop = (Co + VL - 1) / VL * VL;  // whole vectors; the channels past Co are zero
+    const Weights given{weight, s0, s1, s2, s3};
+    Buffer spread(K * K * C * Cop), shifted(Cop);
+    float* const wt = spread.data;
+    float* const b = shifted.data;
+    for (int o = 0; o < Co; ++o) {
+        b[o] = bias[o];
+        for (int c = 0; c < C; ++c)
+            for (int ky = 0; ky < K; ++ky)
+                for (int kx = 0; kx < K; ++kx)
+                    wt[((ky * K + kx) * C + c) * Cop + o] = given.at(o, c, ky, kx);
+    }
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int n = 0; n < N; ++n) {
         for (int cob = 0; cob < Cop; cob += VL) {
@@ -277,21 +318,34 @@ constexpr int CHUNK = 8;
 
 // Backward of either layout. The input xp is what forward read: the padded CHW image (N, C, Hp,
 // Wpa) when hwc_in is 0, the HWC maps (N, Hp, Wp, C) when it is 1; `row` is the floats in one
-// of its rows. Weights wl are in the same order as a patch of xp: (Co, C, K, K) for CHW,
-// (Co, K, K, C) for HWC, and so are the weight gradients written to gw (Co x C*K*K). y, idx and
-// the incoming gradient gy are in forward's output layout (hwc_out). gx, when not null,
-// receives the input gradient in xp's layout. scratch holds ceil(N / CHUNK) * Co * (C*K*K + 1)
-// floats.
+// of its rows. A patch of xp is ordered (C, K, K) for CHW and (K, K, C) for HWC; the weights
+// (Co, C, K, K, any strides) are copied into that order when the input gradient is wanted, and
+// the weight gradients are summed in it, then written to gw with gw's own strides (those of
+// the weight). y, idx and the incoming gradient gy are in forward's output layout (hwc_out).
+// gx, when not null, receives the input gradient in xp's layout. scratch holds
+// ceil(N / CHUNK) * Co * (C*K*K + 1) floats.
 extern "C" void cnnlab_backward(const float* xp, int N, int C, int Hp, int row, int hwc_in,
-                                const float* wl, int Co, int K, const float* y,
-                                const uint8_t* idx, const float* gy, int Hq, int Wq,
-                                int hwc_out, float* gw, float* gb, float* gx, float* scratch,
-                                int threads) {
+                                const float* weight, long s0, long s1, long s2, long s3,
+                                int Co, int K, const float* y, const uint8_t* idx,
+                                const float* gy, int Hq, int Wq, int hwc_out, float* gw,
+                                long g0, long g1, long g2, long g3, float* gb, float* gx,
+                                float* scratch, int threads) {
     const int P = C * K * K;  // one patch
     const int R = hwc_in ? K : C * K, L = hwc_in ? K * C : K, nv = (L + VL - 1) / VL;
     const int chunks = (N + CHUNK - 1) / CHUNK;
     const size_t per_chunk = (size_t)Co * (P + 1);
     const size_t image = (size_t)(hwc_in ? 1 : C) * Hp * row;
+    // Where element (c, ky, kx) of a patch lies in patch order.
+    auto place = [&](int c, int ky, int kx) { return hwc_in ? (ky * K + kx) * C + c : (c * K + ky) * K + kx; };
+    const Weights given{weight, s0, s1, s2, s3};
+    Buffer ordered(gx ? (size_t)Co * P : 0);
+    const float* const wl = ordered.data;
+    if (gx)
+        for (int o = 0; o < Co; ++o)
+            for (int c = 0; c < C; ++c)
+                for (int ky = 0; ky < K; ++ky)
+                    for (int kx = 0; kx < K; ++kx)
+                        ordered.data[(size_t)o * P + place(c, ky, kx)] = given.at(o, c, ky, kx);
 #pragma omp parallel num_threads(threads)
     {
         vf* spill = (vf*)__builtin_alloca_with_align(sizeof(vf) * R * nv, 8 * sizeof(vf));
@@ -343,12 +397,16 @@ extern "C" void cnnlab_backward(const float* xp, int N, int C, int Hp, int row, 
             }
         }
     }
-    // The chunks in order: the same sums whatever the number of threads.
-    std::memset(gw, 0, sizeof(float) * Co * P);
-    std::memset(gb, 0, sizeof(float) * Co);
-    for (int ch = 0; ch < chunks; ++ch) {
+    // The chunks in order, into the first: the same sums whatever the number of threads.
+    for (int ch = 1; ch < chunks; ++ch) {
         const float* gwc = scratch + ch * per_chunk;
-        for (size_t i = 0; i < (size_t)Co * P; ++i) gw[i] += gwc[i];
-        for (int o = 0; o < Co; ++o) gb[o] += gwc[(size_t)Co * P + o];
+        for (size_t i = 0; i < per_chunk; ++i) scratch[i] += gwc[i];
+    }
+    for (int o = 0; o < Co; ++o) {
+        gb[o] = scratch[(size_t)Co * P + o];
+        for (int c = 0; c < C; ++c)
+            for (int ky = 0; ky < K; ++ky)
+                for (int kx = 0; kx < K; ++kx)
+                    gw[o * g0 + c * g1 + ky * g2 + kx * g3] = scratch[(size_t)o * P + place(c, ky, kx)];
     }
 }

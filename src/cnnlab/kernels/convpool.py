@@ -22,8 +22,6 @@ from torch.autograd.function import once_differentiable
 
 from cnnlab.kernels.build import library
 
-#: Output channels per register block of the first layer's kernel (CB in convpool.cpp).
-FIRST_BLOCK = 6
 #: Images per partial sum of the weight gradients (CHUNK in convpool.cpp).
 CHUNK = 8
 #: Pooled positions per map at most: backward lists them on each thread's stack.
@@ -32,13 +30,6 @@ MAX_POSITIONS = 65_536
 
 def _ceil_to(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
-
-
-def _padded(tensor: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """``tensor`` in the leading corner of zeros of ``shape`` (the kernels' register blocks)."""
-    out = tensor.new_zeros(shape)
-    out[tuple(slice(0, size) for size in tensor.shape)] = tensor
-    return out
 
 
 class _ConvPoolReLU(torch.autograd.Function):
@@ -61,37 +52,31 @@ class _ConvPoolReLU(torch.autograd.Function):
         shape = (n, hq, wq, co) if hwc_out else (n, co, hq, wq)
         y = torch.empty(shape, dtype=torch.float32)
         idx = torch.empty(shape, dtype=torch.uint8)  # which element of each window won
+        bias = bias.contiguous()
+        # The kernels copy the weights into their own order, from any strides.
+        weights = (weight.data_ptr(), *weight.stride(), bias.data_ptr(), co, k)
         if first:
             image = x.contiguous()
-            cop = _ceil_to(co, FIRST_BLOCK)
-            blocked = _padded(weight.detach().contiguous(), (cop, c, k, k))
-            shifted = _padded(bias.detach(), (cop,))
             # Rows long enough for two vectors from every output column the pooling keeps.
             row = max(_ceil_to(2 * wq, 2 * lib.cnnlab_vector_lanes()) + k - 1, w + 2 * padding)
             read = torch.empty((n, c, h + 2 * padding, row), dtype=torch.float32)
             lib.cnnlab_wide_forward(
-                image.data_ptr(), n, c, h, w, padding, blocked.data_ptr(), shifted.data_ptr(),
-                co, cop, k, read.data_ptr(), row, y.data_ptr(), idx.data_ptr(), threads,
+                image.data_ptr(), n, c, h, w, padding, *weights, read.data_ptr(), row,
+                y.data_ptr(), idx.data_ptr(), threads,
             )  # fmt: skip
-            patches = weight.detach().contiguous()  # (Co, C, K, K): a patch of the CHW image
             ctx.geometry = (c, h + 2 * padding, row, 0)
         else:
             read = x.detach().permute(0, 2, 3, 1).contiguous()  # free when x is channels-last
             if padding:
                 read = F.pad(read, (0, 0, padding, padding, padding, padding))
             hp, wp = read.shape[1], read.shape[2]
-            cop = _ceil_to(co, lib.cnnlab_vector_lanes())
-            spread = _padded(weight.detach().permute(2, 3, 1, 0), (k, k, c, cop))
-            shifted = _padded(bias.detach(), (cop,))
             lib.cnnlab_deep_forward(
-                read.data_ptr(), n, c, hp, wp, spread.data_ptr(), shifted.data_ptr(), co, cop,
-                k, y.data_ptr(), idx.data_ptr(), int(hwc_out), threads,
+                read.data_ptr(), n, c, hp, wp, *weights, y.data_ptr(), idx.data_ptr(),
+                int(hwc_out), threads,
             )  # fmt: skip
-            patches = weight.detach().permute(0, 2, 3, 1).contiguous()  # (Co, K, K, C)
             ctx.geometry = (c, hp, wp * c, 1)
-        ctx.save_for_backward(read, patches, y, idx)
+        ctx.save_for_backward(read, weight, y, idx)
         ctx.shape = (n, c, h, w, co, k, hq, wq, padding, hwc_out)
-        ctx.weight_stride = weight.stride()
         # NCHW as PyTorch's operators give it; in channels-last memory where y is HWC.
         return y.permute(0, 3, 1, 2) if hwc_out else y
 
@@ -99,36 +84,29 @@ class _ConvPoolReLU(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         lib = library()
-        read, patches, y, idx = ctx.saved_tensors
+        read, weight, y, idx = ctx.saved_tensors
         n, c, h, w, co, k, hq, wq, padding, hwc_out = ctx.shape
         channels, hp, row, hwc_in = ctx.geometry
         incoming = grad.permute(0, 2, 3, 1).contiguous() if hwc_out else grad.contiguous()
-        patch = c * k * k
-        grad_weight = torch.empty((co, patch), dtype=torch.float32)
+        # In the weight's own layout (channels-last when fit trains that way): autograd copies
+        # gradients laid out otherwise, and DistributedDataParallel warns of them.
+        grad_weight = torch.empty_strided(weight.shape, weight.stride(), dtype=torch.float32)
         grad_bias = torch.empty(co, dtype=torch.float32)
-        scratch = torch.empty(-(-n // CHUNK) * co * (patch + 1), dtype=torch.float32)
+        scratch = torch.empty(-(-n // CHUNK) * co * (c * k * k + 1), dtype=torch.float32)
         grad_read = torch.empty_like(read) if ctx.needs_input_grad[0] else None
         lib.cnnlab_backward(
-            read.data_ptr(), n, channels, hp, row, hwc_in, patches.data_ptr(), co, k,
-            y.data_ptr(), idx.data_ptr(), incoming.data_ptr(), hq, wq, int(hwc_out),
-            grad_weight.data_ptr(), grad_bias.data_ptr(),
+            read.data_ptr(), n, channels, hp, row, hwc_in, weight.data_ptr(), *weight.stride(),
+            co, k, y.data_ptr(), idx.data_ptr(), incoming.data_ptr(), hq, wq, int(hwc_out),
+            grad_weight.data_ptr(), *grad_weight.stride(), grad_bias.data_ptr(),
             None if grad_read is None else grad_read.data_ptr(), scratch.data_ptr(),
             torch.get_num_threads(),
         )  # fmt: skip
-        keep = slice(padding, padding + h), slice(padding, padding + w)
-        if hwc_in:
-            grad_weight = grad_weight.view(co, k, k, c).permute(0, 3, 1, 2)
-            if grad_read is not None:
+        if grad_read is not None:
+            keep = slice(padding, padding + h), slice(padding, padding + w)
+            if hwc_in:
                 grad_read = grad_read[:, keep[0], keep[1], :].permute(0, 3, 1, 2)
-        else:
-            grad_weight = grad_weight.view(co, c, k, k)
-            if grad_read is not None:
+            else:
                 grad_read = grad_read[:, :, keep[0], keep[1]]
-        if grad_weight.stride() != ctx.weight_stride:
-            # The weight's own layout (channels-last when fit trains that way): gradients laid
-            # out otherwise are copied by autograd, and DistributedDataParallel warns of them.
-            laid_out = torch.empty_strided(grad_weight.shape, ctx.weight_stride)
-            grad_weight = laid_out.copy_(grad_weight)
         return grad_read, grad_weight, grad_bias, None, None, None
 
 

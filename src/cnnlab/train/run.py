@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from cnnlab import kernels
 from cnnlab.data import relabel
 from cnnlab.data.augment import augment, parse_specs
 from cnnlab.data.sources import load_split
@@ -174,15 +175,20 @@ def build_model(config: RunConfig, split: Split) -> torch.nn.Module:
 
 
 def warm_up_optimizers() -> threading.Thread:
-    """Imports ``torch._dynamo`` in the background while the data loads.
+    """Loads cnnlab's native kernels and imports ``torch._dynamo`` in the background while the
+    data loads.
 
-    PyTorch's optimizers import it on first use, which takes over a second; reading and
-    checksumming the data mostly waits in zlib and hashlib, which let other threads run, so
-    doing both at once hides most of that second.
+    PyTorch's optimizers import ``torch._dynamo`` on first use, which takes over a second, and
+    the kernels are found (or compiled, the first time on a machine) by a compiler run;
+    reading and checksumming the data mostly waits in zlib and hashlib, which let other
+    threads run, so doing all at once hides most of that time.
     """
-    thread = threading.Thread(
-        target=importlib.import_module, args=("torch._dynamo",), daemon=True, name="warm-up"
-    )
+
+    def warm_up() -> None:
+        kernels.library()
+        importlib.import_module("torch._dynamo")
+
+    thread = threading.Thread(target=warm_up, daemon=True, name="warm-up")
     thread.start()
     return thread
 
@@ -368,6 +374,9 @@ def _describe(config: RunConfig, split: Split, init: dict | None) -> dict:
         "torch": torch.__version__,
         # Several processes train the same model up to the order of float additions.
         "processes": group.world if (group := distributed.group()) else 1,
+        # Whether this machine's native kernels were there to train conv -> pool -> ReLU
+        # stages (another order of float additions than PyTorch's operators).
+        "native_kernels": kernels.library() is not None,
     }
     return described
 
