@@ -5,15 +5,20 @@ Markdown table: for LeNet-5 and the largest built-in models (by parameters and b
 seconds to score MNIST's 10,000 test images in batches of 128 and the milliseconds per image
 one at a time (500 images), for each path:
 
-- ``eager``: the model in eval mode under ``torch.inference_mode``, channels-last weights where
-  the model trains that way (``cpu_channels_last``);
+- ``native``: the model in eval mode under ``torch.inference_mode`` with cnnlab's native
+  kernels for its conv -> pool -> ReLU stages (:mod:`cnnlab.kernels`): what cnnlab runs for the
+  networks that have such stages (ReLU LeNets), where this machine built the kernels; only
+  those networks get this row;
+- ``eager``: the model in eval mode under ``torch.inference_mode`` on PyTorch's operators
+  (``native_kernels = False``; so are all the paths below), channels-last weights where the
+  model trains that way (``cpu_channels_last``);
 - ``eager+fold``: the same with batch norm folded into the convolutions before it
   (``torch.nn.utils.fusion.fuse_conv_bn_eval``) and channels-last weights for every
   convolutional model: :func:`cnnlab.evaluate.evaluate.inference_network`, what cnnlab runs
   below 16 batches and where a model cannot be traced;
 - ``torchscript``: ``torch.jit.trace`` + ``freeze`` + ``optimize_for_inference`` (deprecated
   in torch 2.13): :func:`cnnlab.evaluate.evaluate.inference_graph`, what cnnlab runs from 16
-  batches on, since it is the fastest here;
+  batches on for networks without native stages, since it is the fastest for them here;
 - ``onnxruntime``: cnnlab's ONNX export (dynamo exporter, softmax included) run by ONNX
   Runtime's CPU provider with as many intra-op threads as torch;
 - ``export``: ``torch.export.export(...).module()`` with a dynamic batch axis;
@@ -54,7 +59,7 @@ from cnnlab.evaluate.evaluate import TORCHSCRIPT_DEPRECATED, inference_network
 from cnnlab.models import create_model
 
 Runner = Callable[[torch.Tensor], torch.Tensor]  # raw float batch -> class probabilities
-PATHS = ("eager", "eager+fold", "torchscript", "onnxruntime", "export", "compile")
+PATHS = ("native", "eager", "eager+fold", "torchscript", "onnxruntime", "export", "compile")
 COMPILED = ("compile", "compile-max")
 MODELS = ("lenet5", "cnn_dropout", "convnet_bn")
 BATCH = 128
@@ -101,6 +106,11 @@ def prepare(path: str, model: nn.Module, shapes: list[int]) -> Runner:
     model = copy.deepcopy(model).eval()
     example = torch.zeros(BATCH, *model.standardize.mean.shape, *model.input_size).float()
     example = example.view(BATCH, -1, *model.input_size)
+    if path == "native":
+        if not model.takes_native_kernels(example):
+            raise NotApplicable
+        return _probabilities(model)
+    model.native_kernels = False  # every other path on PyTorch's operators
     if path == "eager":
         return _probabilities(_channels_last(model))
     if path == "eager+fold":
@@ -134,6 +144,10 @@ def prepare(path: str, model: nn.Module, shapes: list[int]) -> Runner:
     raise ValueError(path)
 
 
+class NotApplicable(Exception):
+    """The path does not exist for this model (native kernels for a network without stages)."""
+
+
 def score(runner: Runner, images: torch.Tensor, batch_size: int) -> torch.Tensor:
     return torch.cat(
         [runner(images[i : i + batch_size].float()) for i in range(0, len(images), batch_size)]
@@ -155,7 +169,7 @@ def _stat(values: list[float], scale: float = 1.0, digits: int = 3) -> str:
 
 def _size(model: nn.Module) -> tuple[int, int]:
     params = sum(p.numel() for p in model.parameters())
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False)  # PyTorch's operators: the kernels step aside
     with counter, torch.no_grad():
         model(torch.zeros(1, 1, 28, 28))
     return params, counter.get_total_flops()
@@ -200,17 +214,21 @@ def main() -> None:
     checks: dict[tuple[str, str], tuple[float, int]] = {}
     failures: dict[tuple[str, str], str] = {}
     runners: dict[tuple[str, str], Runner] = {}
+    skipped: set[tuple[str, str]] = set()
     for repeat in range(repeats):
         for name, model in networks.items():
             for path in paths:
                 key = (name, path)
-                if key in failures:
+                if key in failures or key in skipped:
                     continue
                 if repeat == 0 or path not in COMPILED:
                     shapes = sorted({s for n in workloads for s in _shapes(len(workloads[n]), n)})
                     start = time.perf_counter()
                     try:
                         runners[key] = prepare(path, model, shapes)
+                    except NotApplicable:
+                        skipped.add(key)
+                        continue
                     except Exception as error:  # a path that cannot run is a finding
                         failures[key] = f"{type(error).__name__}: {str(error).splitlines()[0]}"
                         continue
@@ -250,6 +268,8 @@ def main() -> None:
         label = f"{name} ({params / 1e3:,.0f}k, {flops / 1e6:.1f}M)"
         for path in paths:
             key = (name, path)
+            if key in skipped:
+                continue
             if key in failures:
                 print(f"| {label} | {path} | failed: {failures[key][:120]} | | | | |")
                 continue

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.kernels import convpool, library
 from cnnlab.models import create_model
+from cnnlab.models import lenet as lenet_module
 
 pytestmark = pytest.mark.skipif(library() is None, reason="this machine built no kernels")
 
@@ -196,30 +198,54 @@ def _name(node) -> str:
     return type(node).__name__
 
 
-def test_lenet_takes_pytorchs_path_where_layers_are_watched_or_not_trained():
+@pytest.mark.filterwarnings(r"ignore:`torch\.jit\.\w+` is deprecated:DeprecationWarning")
+def test_lenet_takes_pytorchs_path_where_layers_are_watched_or_recorded(monkeypatch):
+    """Training and scoring take the kernels; hooks (inspection, captum's layer methods),
+    traces and other networks take PyTorch's operators."""
     native, _ = lenet_pair()
     x = torch.rand(4, 1, 28, 28) * 255
+    calls = []
+    real = lenet_module.conv_pool_relu
+    monkeypatch.setattr(
+        lenet_module, "conv_pool_relu", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
 
     def native_used(model, images):
-        out = model(images)
-        return out.grad_fn is not None and any(
-            "ConvPoolReLU" in _name(node) for node in _graph(out.grad_fn)
-        )
+        calls.clear()
+        model(images)
+        return bool(calls)
 
-    assert native_used(native, x)
+    assert native_used(native, x) and native.takes_native_kernels(x)
     with torch.no_grad():
-        assert not native_used(native, x)
+        assert native_used(native, x)
     native.eval()
-    assert not native_used(native, x)
-    native.train()
+    with torch.inference_mode():
+        assert native_used(native, x)
     handle = native.features.relu1.register_forward_hook(lambda *args: None)
-    assert not native_used(native, x)
+    assert not native_used(native, x) and not native.takes_native_kernels(x)
     handle.remove()
     assert native_used(native, x)
-    bn = lenet_pair("lenet5_bn")[0]
-    assert not native_used(bn, x)
-    tanh = lenet_pair("lenet5_tanh")[0]
-    assert not native_used(tanh, x)
+    traced = torch.jit.trace(native, x, check_trace=False)
+    assert not any("ConvPoolReLU" in str(node) for node in traced.graph.nodes())
+    torch.testing.assert_close(traced(x), native(x), rtol=1e-4, atol=1e-5)
+    with FlopCounterMode(display=False) as counter:  # counts what PyTorch's operators do
+        assert not native_used(native, x)
+    assert counter.get_flop_counts()["Global"][torch.ops.aten.convolution] > 0
+    native.native_kernels = False
+    assert not native_used(native, x) and not native.takes_native_kernels(x)
+    for other in ("lenet5_bn", "lenet5_tanh", "convnet_bn", "mlp"):
+        model = lenet_pair(other)[0]
+        assert not native_used(model, x) and not model.takes_native_kernels(x)
+
+
+def test_scoring_takes_the_kernels_and_gives_pytorchs_probabilities():
+    from cnnlab.evaluate import predict_proba
+
+    native, plain = lenet_pair()
+    images = (torch.rand(300, 1, 28, 28) * 255).round()
+    ours = predict_proba(native, images, batch_size=16)  # 19 batches: would trace otherwise
+    theirs = predict_proba(plain, images, batch_size=16)
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6)
 
 
 def test_gradients_come_in_the_weights_own_layout():

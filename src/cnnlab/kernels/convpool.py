@@ -50,8 +50,8 @@ class _ConvPoolReLU(torch.autograd.Function):
         hq, wq = (h + 2 * padding - k + 1) // 2, (w + 2 * padding - k + 1) // 2
         hwc_out = first or not last  # the first layer's kernel always writes channels-last
         shape = (n, hq, wq, co) if hwc_out else (n, co, hq, wq)
-        y = torch.empty(shape, dtype=torch.float32)
-        idx = torch.empty(shape, dtype=torch.uint8)  # which element of each window won
+        y = torch.empty(shape, dtype=torch.float32, device="cpu")
+        idx = torch.empty(shape, dtype=torch.uint8, device="cpu")  # which of each window won
         bias = bias.contiguous()
         # The kernels copy the weights into their own order, from any strides.
         weights = (weight.data_ptr(), *weight.stride(), bias.data_ptr(), co, k)
@@ -59,7 +59,7 @@ class _ConvPoolReLU(torch.autograd.Function):
             image = x.contiguous()
             # Rows long enough for two vectors from every output column the pooling keeps.
             row = max(_ceil_to(2 * wq, 2 * lib.cnnlab_vector_lanes()) + k - 1, w + 2 * padding)
-            read = torch.empty((n, c, h + 2 * padding, row), dtype=torch.float32)
+            read = torch.empty((n, c, h + 2 * padding, row), dtype=torch.float32, device="cpu")
             lib.cnnlab_wide_forward(
                 image.data_ptr(), n, c, h, w, padding, *weights, read.data_ptr(), row,
                 y.data_ptr(), idx.data_ptr(), threads,
@@ -90,9 +90,13 @@ class _ConvPoolReLU(torch.autograd.Function):
         incoming = grad.permute(0, 2, 3, 1).contiguous() if hwc_out else grad.contiguous()
         # In the weight's own layout (channels-last when fit trains that way): autograd copies
         # gradients laid out otherwise, and DistributedDataParallel warns of them.
-        grad_weight = torch.empty_strided(weight.shape, weight.stride(), dtype=torch.float32)
-        grad_bias = torch.empty(co, dtype=torch.float32)
-        scratch = torch.empty(-(-n // CHUNK) * co * (c * k * k + 1), dtype=torch.float32)
+        grad_weight = torch.empty_strided(
+            weight.shape, weight.stride(), dtype=torch.float32, device="cpu"
+        )
+        grad_bias = torch.empty(co, dtype=torch.float32, device="cpu")
+        scratch = torch.empty(
+            -(-n // CHUNK) * co * (c * k * k + 1), dtype=torch.float32, device="cpu"
+        )
         grad_read = torch.empty_like(read) if ctx.needs_input_grad[0] else None
         lib.cnnlab_backward(
             read.data_ptr(), n, channels, hp, row, hwc_in, weight.data_ptr(), *weight.stride(),

@@ -77,6 +77,11 @@ class ImageClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
+    def takes_native_kernels(self, x: torch.Tensor) -> bool:
+        """Whether ``forward(x)`` would run layers through cnnlab's native kernels
+        (:mod:`cnnlab.kernels`), which then beat a traced graph for inference too."""
+        return False
+
     def _repr_html_(self) -> str:
         """Jupyter's view: the layer table (shapes, parameters) and the network graph as SVG.
 

@@ -28,9 +28,10 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from cnnlab.errors import CnnlabError
-from cnnlab.kernels import conv_pool_relu
+from cnnlab.kernels import conv_pool_relu, library
 from cnnlab.models.base import ImageClassifier
 from cnnlab.models.layers import max_pool, pool_then_activate
 from cnnlab.models.mlp import check_widths
@@ -98,10 +99,11 @@ class LeNet(ImageClassifier):
     values is the rectified maximum, with the same gradients, and the ReLU then touches a
     quarter of the elements (see :mod:`cnnlab.models.layers`).
 
-    Without batch norm, each conv -> maxpool -> relu stage trains on a CPU through cnnlab's
+    Without batch norm, each conv -> maxpool -> relu stage runs on a CPU through cnnlab's
     native kernels (:mod:`cnnlab.kernels`), one pass forward and one backward, where this
-    machine could build them and ``native_kernels`` is true. The parameters, the function
-    and every other path (evaluation, inspection, export) are PyTorch's.
+    machine could build them and ``native_kernels`` is true: in training and in scoring. The
+    parameters and the function are PyTorch's, and so are the paths that watch or record the
+    layers (hooks, inspection, tracing, export).
     """
 
     #: Set to False to train with PyTorch's operators only (``CNNLAB_NATIVE=0`` does it for
@@ -167,21 +169,27 @@ class LeNet(ImageClassifier):
             x = fused
         return nn.Sequential(*layers[3 * len(convs) :])(x) if convs else self.features(x)
 
+    def takes_native_kernels(self, x: torch.Tensor) -> bool:
+        return bool(self._native_stages(x, list(self.features))) and library() is not None
+
     def _native_stages(self, x: torch.Tensor, layers: list[nn.Module]) -> list[nn.Conv2d]:
         """The leading conv -> 2x2 max pool -> ReLU stages that may take the native kernels.
 
-        Only while training on a CPU with gradients, and never where someone watches the
-        layers one by one: a hook on any of them (inspection records activations that way), a
-        traced, scripted or compiled graph (which must record PyTorch's operators). The layers
-        are checked each time, so a network whose layers were replaced or reordered
-        (``bench/step.py`` puts the ReLU back before the pooling) takes PyTorch's path.
+        On a CPU, training or scoring, but never where someone watches the layers one by one:
+        a hook on any of them (inspection records activations that way, and captum's layer
+        methods), a traced, scripted, compiled or exported graph (which must record PyTorch's
+        operators), a dispatch mode such as PyTorch's FLOP counter. The layers are checked
+        each time, so a network whose layers were replaced or reordered (``bench/step.py`` puts
+        the ReLU back before the pooling) takes PyTorch's path.
         """
-        if not (self.native_kernels and self.training and torch.is_grad_enabled()):
+        if not self.native_kernels:
             return []
         if x.device.type != "cpu" or torch.jit.is_scripting() or torch.jit.is_tracing():
             return []
         if torch.compiler.is_compiling() or _global_hooks():
             return []
+        if type(x) is not torch.Tensor or _get_current_dispatch_mode() is not None:
+            return []  # a tensor subclass or a dispatch mode (FLOP counters) sees every operator
         convs = []
         for start in range(0, len(layers) - 2, 3):
             conv, pool, relu = layers[start : start + 3]
