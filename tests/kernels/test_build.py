@@ -18,9 +18,9 @@ needs_compiler = pytest.mark.skipif(compiler() is None, reason="no C++ compiler 
 def fresh(monkeypatch, tmp_path):
     """An empty cache folder and a library() that looks again; the suite's own afterwards."""
     monkeypatch.setenv("CNNLAB_CACHE_DIR", str(tmp_path / "cache"))
-    library.cache_clear()
+    build.forget()
     yield tmp_path
-    library.cache_clear()
+    build.forget()
 
 
 @needs_compiler
@@ -73,6 +73,17 @@ def test_turned_off_by_the_environment(monkeypatch, fresh):
     assert library() is None
     assert "turned off by CNNLAB_NATIVE=0" in status()
     assert not list(fresh.glob("cache/kernels/*"))  # nothing built
+
+
+def test_stale_temporary_files_of_killed_builds_are_removed(fresh):
+    folder = fresh / "leftovers"
+    folder.mkdir()
+    old, recent = folder / ".building-old.so", folder / ".building-recent.so"
+    old.write_bytes(b"half")
+    recent.write_bytes(b"being written")
+    os.utime(old, (0, 0))
+    build._remove_stale(folder)
+    assert not old.exists() and recent.exists()
 
 
 @needs_compiler

@@ -28,6 +28,8 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 from cnnlab.files import default_cache_dir, fsync_folder, replace
@@ -37,6 +39,9 @@ FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-fno-math-errn
 LIBRARY_NAME = "libcnnlab_convpool.so"
 DISABLE_VARIABLE = "CNNLAB_NATIVE"
 COMPILE_TIMEOUT_S = 120.0
+STALE_AFTER_S = 3600.0
+
+_lock = threading.Lock()
 
 _why_not: list[str] = []
 
@@ -87,6 +92,7 @@ def build(cxx: str, flags: tuple[str, ...] = FLAGS) -> Path:
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(target.parent)
     handle, temporary = tempfile.mkstemp(prefix=".building-", suffix=".so", dir=target.parent)
     os.close(handle)
     try:
@@ -109,9 +115,35 @@ def build(cxx: str, flags: tuple[str, ...] = FLAGS) -> Path:
     return target
 
 
-@functools.cache
+def _remove_stale(folder: Path) -> None:
+    """Temporary files of builds killed mid-way (an hour old: never a build still running)."""
+    cutoff = time.time() - STALE_AFTER_S
+    for leftover in folder.glob(".building-*"):
+        try:
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
+        except OSError:
+            pass  # another process removed it, or it is not ours to remove
+
+
 def library() -> ctypes.CDLL | None:
-    """The loaded kernels, built first if needed; None where they cannot be (see status())."""
+    """The loaded kernels, built first if needed; None where they cannot be (see status()).
+
+    Thread-safe: the training run's warm-up thread and its first forward pass may both ask,
+    and the second waits for the first instead of building again.
+    """
+    with _lock:
+        return _library()
+
+
+def forget() -> None:
+    """Makes the next library() look again (after a change of environment, in tests)."""
+    with _lock:
+        _library.cache_clear()
+
+
+@functools.cache
+def _library() -> ctypes.CDLL | None:
     if os.environ.get(DISABLE_VARIABLE, "1").strip().lower() in ("0", "false", "no", "off"):
         _why_not.append(f"turned off by {DISABLE_VARIABLE}=0")
         return None
