@@ -80,16 +80,23 @@ class MaxPool2d(nn.MaxPool2d):
             and x.is_contiguous()
             and x.shape[-1] % 2 == 0
             and x.shape[-2] % 2 == 0
-            and self.kernel_size in (2, (2, 2))
-            and self.stride in (2, (2, 2))
-            and self.padding in (0, (0, 0))
-            and self.dilation in (1, (1, 1))
-            and not self.ceil_mode
-            and not self.return_indices
+            and windows_2x2(self)
             and not torch.jit.is_scripting()
             and not torch.jit.is_tracing()
             and not torch.compiler.is_compiling()
         )
+
+
+def windows_2x2(pool: nn.MaxPool2d) -> bool:
+    """Whether ``pool`` takes the maximum of 2x2 windows at stride 2, and nothing else."""
+    return (
+        pool.kernel_size in (2, (2, 2))
+        and pool.stride in (2, (2, 2))
+        and pool.padding in (0, (0, 0))
+        and pool.dilation in (1, (1, 1))
+        and not pool.ceil_mode
+        and not pool.return_indices
+    )
 
 
 def pool_then_activate(activation: str) -> bool:

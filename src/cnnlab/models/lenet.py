@@ -33,7 +33,7 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode
 from cnnlab.errors import CnnlabError
 from cnnlab.kernels import conv_pool_relu, library
 from cnnlab.models.base import ImageClassifier
-from cnnlab.models.layers import max_pool, pool_then_activate
+from cnnlab.models.layers import max_pool, pool_then_activate, windows_2x2
 from cnnlab.models.mlp import check_widths
 from cnnlab.models.registry import register_model
 from cnnlab.models.trace import feature_shape
@@ -216,15 +216,7 @@ def _plain_conv(module: nn.Module) -> bool:
 
 
 def _plain_pool(module: nn.Module) -> bool:
-    return (
-        isinstance(module, nn.MaxPool2d)
-        and module.kernel_size in (2, (2, 2))
-        and module.stride in (2, (2, 2))
-        and module.padding in (0, (0, 0))
-        and module.dilation in (1, (1, 1))
-        and not module.ceil_mode
-        and not module.return_indices
-    )
+    return isinstance(module, nn.MaxPool2d) and windows_2x2(module)
 
 
 def _hooked(module: nn.Module) -> bool:
