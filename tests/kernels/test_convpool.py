@@ -145,6 +145,10 @@ def test_what_the_kernels_do_not_take_is_left_to_pytorch():
         (torch.randn(2, 3, 3, 3), weight, bias, 0),  # no pooled pixel
         (x, torch.randn(4, 3, 3, 2), bias, 0),  # not square
         (torch.randn(0, 3, 8, 8), weight, bias, 0),
+        (x, weight, bias, -1),  # PyTorch refuses negative padding; the kernels never see it
+        (x, weight[:1].expand(4, 3, 3, 3), bias, 0),  # shared weights: one gradient each
+        (x[:, :0], weight[:, :0], bias, 0),  # no channel
+        (torch.randn(1, 1, 600, 600), weight[:, :1], bias, 0),  # 89,401 pooled positions
     ]
     for args in refused:
         assert convpool.conv_pool_relu(*args, first=True, last=True) is None

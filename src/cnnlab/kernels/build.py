@@ -177,7 +177,7 @@ def load(path: Path) -> ctypes.CDLL:
     }
     for name, kind in signatures.items():
         function = getattr(loaded, name)
-        function.restype = None
+        function.restype = ctypes.c_int  # 0, or 1: a working copy could not be allocated
         function.argtypes = [kinds[letter] for letter in kind]
     return loaded
 

@@ -2,7 +2,9 @@
 //
 // Built by cnnlab/kernels/build.py with the machine's own g++ (-O3 -march=native -fopenmp) and
 // called through ctypes with the pointers of tensors that the Python side allocates and checks
-// (cnnlab/kernels/convpool.py). Nothing here allocates, and nothing outlives a call.
+// (cnnlab/kernels/convpool.py). Here only small working copies are allocated (weights in the
+// kernels' order, each thread's list of positions), on the heap, and freed before returning;
+// each function returns 0, or 1 where such an allocation failed and nothing was computed.
 //
 // Why these kernels exist: LeNet-5's convolutions have 1-16 channels, too few for oneDNN's
 // kernels to fill a vector register, and its pooling and ReLU are separate passes over the
@@ -110,10 +112,17 @@ struct Weights {
     }
 };
 
-// Zero-filled floats for a call's own copy of the weights in the order its loops read them.
+// Zero-filled memory, aligned for vectors, freed with its scope: a call's own copy of the
+// weights in the order its loops read them, a thread's working lists. data is null where the
+// allocation failed.
+template <typename T>
 struct Buffer {
-    float* data;
-    explicit Buffer(size_t count) : data((float*)std::calloc(count ? count : 1, sizeof(float))) {}
+    T* data;
+    explicit Buffer(size_t count) {
+        const size_t bytes = (count * sizeof(T) + 63) / 64 * 64 + 64;
+        data = (T*)std::aligned_alloc(64, bytes);
+        if (data) std::memset((void*)data, 0, bytes);
+    }
     ~Buffer() { std::free(data); }
     Buffer(const Buffer&) = delete;
     Buffer& operator=(const Buffer&) = delete;
@@ -125,7 +134,7 @@ struct Buffer {
 // backward reads again, and the pooled maps y and winners idx as (N, Hq, Wq, Co).
 constexpr int CB = 6;  // output channels per register block
 
-extern "C" void cnnlab_wide_forward(const float* x, int N, int C, int H, int W, int pad,
+extern "C" int cnnlab_wide_forward(const float* x, int N, int C, int H, int W, int pad,
                                     const float* weight, long s0, long s1, long s2, long s3,
                                     const float* bias, int Co, int K, float* xp, int Wpa,
                                     float* y, uint8_t* idx, int threads) {
@@ -133,7 +142,8 @@ extern "C" void cnnlab_wide_forward(const float* x, int N, int C, int H, int W, 
     const int Hq = Ho / 2, Wq = Wo / 2, KK = K * K;
     const int Cop = (Co + CB - 1) / CB * CB;  // whole blocks; the channels past Co are zero
     const Weights given{weight, s0, s1, s2, s3};
-    Buffer blocked(Cop * C * KK);
+    Buffer<float> blocked((size_t)Cop * C * KK);
+    if (!blocked.data) return 1;
     float* const w = blocked.data;
     for (int o = 0; o < Co; ++o)
         for (int c = 0; c < C; ++c)
@@ -192,6 +202,7 @@ extern "C" void cnnlab_wide_forward(const float* x, int N, int C, int H, int W, 
             }
         }
     }
+    return 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -242,14 +253,15 @@ static inline void deep_tile(const float* x, int H, int W, int C, const float* w
     }
 }
 
-extern "C" void cnnlab_deep_forward(const float* x, int N, int C, int H, int W,
+extern "C" int cnnlab_deep_forward(const float* x, int N, int C, int H, int W,
                                     const float* weight, long s0, long s1, long s2, long s3,
                                     const float* bias, int Co, int K, float* y, uint8_t* idx,
                                     int hwc, int threads) {
     const int Hq = (H - K + 1) / 2, Wq = (W - K + 1) / 2;
     const int Cop = (Co + VL - 1) / VL * VL;  // whole vectors; the channels past Co are zero
     const Weights given{weight, s0, s1, s2, s3};
-    Buffer spread(K * K * C * Cop), shifted(Cop);
+    Buffer<float> spread((size_t)K * K * C * Cop), shifted(Cop);
+    if (!spread.data || !shifted.data) return 1;
     float* const wt = spread.data;
     float* const b = shifted.data;
     for (int o = 0; o < Co; ++o) {
@@ -273,6 +285,7 @@ extern "C" void cnnlab_deep_forward(const float* x, int N, int C, int H, int W,
             }
         }
     }
+    return 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -324,7 +337,7 @@ constexpr int CHUNK = 8;
 // the weight). y, idx and the incoming gradient gy are in forward's output layout (hwc_out).
 // gx, when not null, receives the input gradient in xp's layout. scratch holds
 // ceil(N / CHUNK) * Co * (C*K*K + 1) floats.
-extern "C" void cnnlab_backward(const float* xp, int N, int C, int Hp, int row, int hwc_in,
+extern "C" int cnnlab_backward(const float* xp, int N, int C, int Hp, int row, int hwc_in,
                                 const float* weight, long s0, long s1, long s2, long s3,
                                 int Co, int K, const float* y, const uint8_t* idx,
                                 const float* gy, int Hq, int Wq, int hwc_out, float* gw,
@@ -336,9 +349,12 @@ extern "C" void cnnlab_backward(const float* xp, int N, int C, int Hp, int row, 
     const size_t per_chunk = (size_t)Co * (P + 1);
     const size_t image = (size_t)(hwc_in ? 1 : C) * Hp * row;
     // Where element (c, ky, kx) of a patch lies in patch order.
-    auto place = [&](int c, int ky, int kx) { return hwc_in ? (ky * K + kx) * C + c : (c * K + ky) * K + kx; };
+    auto place = [&](int c, int ky, int kx) {
+        return hwc_in ? (ky * K + kx) * C + c : (c * K + ky) * K + kx;
+    };
     const Weights given{weight, s0, s1, s2, s3};
-    Buffer ordered(gx ? (size_t)Co * P : 0);
+    Buffer<float> ordered(gx ? (size_t)Co * P : 0);
+    if (!ordered.data) return 1;
     const float* const wl = ordered.data;
     if (gx)
         for (int o = 0; o < Co; ++o)
@@ -346,16 +362,27 @@ extern "C" void cnnlab_backward(const float* xp, int N, int C, int Hp, int row, 
                 for (int ky = 0; ky < K; ++ky)
                     for (int kx = 0; kx < K; ++kx)
                         ordered.data[(size_t)o * P + place(c, ky, kx)] = given.at(o, c, ky, kx);
+    int failed = 0;
 #pragma omp parallel num_threads(threads)
     {
-        vf* spill = (vf*)__builtin_alloca_with_align(sizeof(vf) * R * nv, 8 * sizeof(vf));
-        float* gs = (float*)__builtin_alloca(sizeof(float) * Hq * Wq);
-        size_t* corners = (size_t*)__builtin_alloca(sizeof(size_t) * Hq * Wq);
-        size_t* roff = (size_t*)__builtin_alloca(sizeof(size_t) * R);  // row r of a patch
-        for (int r = 0; r < R; ++r)
+        const size_t positions = (size_t)Hq * Wq;
+        Buffer<vf> spill_b((size_t)R * nv);
+        Buffer<float> gs_b(positions);
+        Buffer<size_t> corners_b(positions), roff_b(R);
+        vf* const spill = spill_b.data;
+        float* const gs = gs_b.data;
+        size_t* const corners = corners_b.data;
+        size_t* const roff = roff_b.data;  // where row r of a patch starts
+        const bool ready = spill && gs && corners && roff;
+        if (!ready) {
+#pragma omp atomic write
+            failed = 1;
+        }
+        for (int r = 0; ready && r < R; ++r)
             roff[r] = hwc_in ? (size_t)r * row : ((size_t)(r / K) * Hp + r % K) * row;
 #pragma omp for schedule(static)
         for (int ch = 0; ch < chunks; ++ch) {
+            if (!ready) continue;
             float* gwc = scratch + ch * per_chunk;
             float* gbc = gwc + (size_t)Co * P;
             std::memset(gwc, 0, sizeof(float) * per_chunk);
@@ -397,6 +424,7 @@ extern "C" void cnnlab_backward(const float* xp, int N, int C, int Hp, int row, 
             }
         }
     }
+    if (failed) return 1;
     // The chunks in order, into the first: the same sums whatever the number of threads.
     for (int ch = 1; ch < chunks; ++ch) {
         const float* gwc = scratch + ch * per_chunk;
@@ -407,6 +435,8 @@ extern "C" void cnnlab_backward(const float* xp, int N, int C, int Hp, int row, 
         for (int c = 0; c < C; ++c)
             for (int ky = 0; ky < K; ++ky)
                 for (int kx = 0; kx < K; ++kx)
-                    gw[o * g0 + c * g1 + ky * g2 + kx * g3] = scratch[(size_t)o * P + place(c, ky, kx)];
+                    gw[o * g0 + c * g1 + ky * g2 + kx * g3] =
+                        scratch[(size_t)o * P + place(c, ky, kx)];
     }
+    return 0;
 }

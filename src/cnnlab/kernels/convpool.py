@@ -24,8 +24,13 @@ from cnnlab.kernels.build import library
 
 #: Images per partial sum of the weight gradients (CHUNK in convpool.cpp).
 CHUNK = 8
-#: Pooled positions per map at most: backward lists them on each thread's stack.
-MAX_POSITIONS = 65_536
+#: Pooled positions per map at most (backward lists them for each thread), output channels,
+#: floats in one patch (C x K x K) and in one padded input image: far above any network the
+#: kernels are for, and far below where their 32-bit index arithmetic would overflow.
+MAX_POSITIONS = 1 << 16
+MAX_CHANNELS = 4096
+MAX_PATCH = 1 << 16
+MAX_IMAGE = 1 << 26
 
 
 def _ceil_to(value: int, multiple: int) -> int:
@@ -60,20 +65,20 @@ class _ConvPoolReLU(torch.autograd.Function):
             # Rows long enough for two vectors from every output column the pooling keeps.
             row = max(_ceil_to(2 * wq, 2 * lib.cnnlab_vector_lanes()) + k - 1, w + 2 * padding)
             read = torch.empty((n, c, h + 2 * padding, row), dtype=torch.float32, device="cpu")
-            lib.cnnlab_wide_forward(
+            _check(lib.cnnlab_wide_forward(
                 image.data_ptr(), n, c, h, w, padding, *weights, read.data_ptr(), row,
                 y.data_ptr(), idx.data_ptr(), threads,
-            )  # fmt: skip
+            ))  # fmt: skip
             ctx.geometry = (c, h + 2 * padding, row, 0)
         else:
             read = x.detach().permute(0, 2, 3, 1).contiguous()  # free when x is channels-last
             if padding:
                 read = F.pad(read, (0, 0, padding, padding, padding, padding))
             hp, wp = read.shape[1], read.shape[2]
-            lib.cnnlab_deep_forward(
+            _check(lib.cnnlab_deep_forward(
                 read.data_ptr(), n, c, hp, wp, *weights, y.data_ptr(), idx.data_ptr(),
                 int(hwc_out), threads,
-            )  # fmt: skip
+            ))  # fmt: skip
             ctx.geometry = (c, hp, wp * c, 1)
         ctx.save_for_backward(read, weight, y, idx)
         ctx.shape = (n, c, h, w, co, k, hq, wq, padding, hwc_out)
@@ -98,13 +103,13 @@ class _ConvPoolReLU(torch.autograd.Function):
             -(-n // CHUNK) * co * (c * k * k + 1), dtype=torch.float32, device="cpu"
         )
         grad_read = torch.empty_like(read) if ctx.needs_input_grad[0] else None
-        lib.cnnlab_backward(
+        _check(lib.cnnlab_backward(
             read.data_ptr(), n, channels, hp, row, hwc_in, weight.data_ptr(), *weight.stride(),
             co, k, y.data_ptr(), idx.data_ptr(), incoming.data_ptr(), hq, wq, int(hwc_out),
             grad_weight.data_ptr(), *grad_weight.stride(), grad_bias.data_ptr(),
             None if grad_read is None else grad_read.data_ptr(), scratch.data_ptr(),
             torch.get_num_threads(),
-        )  # fmt: skip
+        ))  # fmt: skip
         if grad_read is not None:
             keep = slice(padding, padding + h), slice(padding, padding + w)
             if hwc_in:
@@ -112,6 +117,11 @@ class _ConvPoolReLU(torch.autograd.Function):
             else:
                 grad_read = grad_read[:, :, keep[0], keep[1]]
         return grad_read, grad_weight, grad_bias, None, None, None
+
+
+def _check(status: int) -> None:
+    if status:
+        raise MemoryError("cnnlab's native kernels could not allocate their working memory")
 
 
 def conv_pool_relu(
@@ -134,13 +144,25 @@ def conv_pool_relu(
 
 
 def usable(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, padding: int) -> bool:
-    """float32 on a CPU, 4-dimensional, square kernels, one pooled pixel or more per map."""
+    """What the kernels take: float32 tensors on a CPU, 4-dimensional, square kernels, a
+    padding of 0 or more, at least one channel in and out and one pooled pixel or more per map,
+    weights laid out densely (contiguous or channels-last: their gradient takes that layout),
+    and sizes whose index arithmetic stays far inside 32 bits (every real network's does)."""
     tensors = (x, weight, bias)
     if any(t.device.type != "cpu" or t.dtype != torch.float32 for t in tensors):
         return False
     if x.dim() != 4 or weight.dim() != 4 or weight.shape[2] != weight.shape[3]:
         return False
-    if x.shape[1] != weight.shape[1] or x.shape[0] == 0 or bias.shape != weight.shape[:1]:
+    if not (weight.is_contiguous() or weight.is_contiguous(memory_format=torch.channels_last)):
         return False
-    sides = [(side + 2 * padding - weight.shape[2] + 1) // 2 for side in x.shape[2:]]
-    return min(sides) >= 1 and sides[0] * sides[1] <= MAX_POSITIONS
+    n, c, h, w = x.shape
+    co, k = weight.shape[0], weight.shape[2]
+    if c != weight.shape[1] or n == 0 or bias.shape != (co,) or min(c, co, k) < 1:
+        return False
+    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+        return False
+    sides = [(side + 2 * padding - k + 1) // 2 for side in (h, w)]
+    if min(sides) < 1 or sides[0] * sides[1] > MAX_POSITIONS:
+        return False
+    image = c * (h + 2 * padding) * (w + 2 * padding + 2 * k + 64)
+    return co <= MAX_CHANNELS and c * k * k <= MAX_PATCH and image <= MAX_IMAGE
