@@ -309,14 +309,14 @@ extern "C" int cnnlab_deep_forward(const float* x, int N, int C, int H, int W,
 // ---------------------------------------------------------------------------------------------
 // One image's gradients from one output channel. A patch is R rows of L floats, row r at
 // img + corner + roff[r]: HWC, R = K rows of K*C floats; CHW, R = C*K rows of K floats.
-// The positions whose ReLU passed a gradient have been listed (without a branch that the
-// processor would guess wrong half of the time); each sends its share to the weight gradient,
-// summed in registers where R and the vectors per row (NV) are known here (0: count at run
-// time, in memory). The input gradient is a pass of its own (input_gradient, below).
+// First the positions whose ReLU passed a gradient are listed (without a branch that the
+// processor would guess wrong half of the time), then each sends its share to the weight
+// gradient, summed in registers where R and the vectors per row (NV) are known here (0: count
+// at run time, in memory), and to the input gradient.
 template <int RT, int NV>
-static void channel_backward(const float* img, int R, int L, int nv, const size_t* roff,
-                             float* gwo, float* gbo, const float* gs, const size_t* corners,
-                             int count, vf* spill) {
+static void channel_backward(const float* img, float* gimg, int R, int L, int nv,
+                             const size_t* roff, const float* wo, float* gwo, float* gbo,
+                             const float* gs, const size_t* corners, int count, vf* spill) {
     const int rows = RT ? RT : R, vecs = NV ? NV : nv;
     const int tail = L - (vecs - 1) * VL;
     vf local[RT && NV ? RT * NV : 1];
@@ -332,6 +332,10 @@ static void channel_backward(const float* img, int R, int L, int nv, const size_
                 acc[r * vecs + v] += g * load_n(src + v * VL, v == vecs - 1 ? tail : VL);
         }
     }
+    if (gimg)
+        for (int e = 0; e < count; ++e)
+            for (int r = 0; r < rows; ++r)
+                add_scaled(gimg + corners[e] + roff[r], wo + r * L, gs[e], L);
     for (int r = 0; r < rows; ++r)
         for (int v = 0; v < vecs; ++v) {
             const int n = v == vecs - 1 ? tail : VL;
@@ -374,25 +378,6 @@ static void group_backward(const float* img, int L, const size_t* roff, float* g
     }
 }
 
-// One image's input gradient: each listed position adds its gradient times its channel's
-// weights to the patch it came from. The channels take turns (the first entry of each, then
-// the second...): consecutive additions then mostly touch different memory, where one
-// channel's neighbouring positions overlap and each masked store would hold up the next load.
-static void input_gradient(float* gimg, int R, int L, int P, int Co, const size_t* roff,
-                           const float* wl, const float* gs_all, const size_t* corners_all,
-                           const int* counts, size_t positions) {
-    int longest = 0;
-    for (int o = 0; o < Co; ++o) longest = counts[o] > longest ? counts[o] : longest;
-    for (int e = 0; e < longest; ++e)
-        for (int o = 0; o < Co; ++o) {
-            if (e >= counts[o]) continue;
-            const size_t at = (size_t)o * positions + e;
-            const float* wo = wl + (size_t)o * P;
-            for (int r = 0; r < R; ++r)
-                add_scaled(gimg + corners_all[at] + roff[r], wo + r * L, gs_all[at], L);
-        }
-}
-
 constexpr int CHUNK = 8;
 
 // Backward of either layout. The input xp is what forward read: the padded CHW image (N, C, Hp,
@@ -433,15 +418,13 @@ extern "C" int cnnlab_backward(const float* xp, int N, int C, int Hp, int row, i
     {
         const size_t positions = (size_t)Hq * Wq;
         Buffer<vf> spill_b((size_t)R * nv);
-        Buffer<float> gs_b(positions * Co);  // every channel's list: gradient, patch corner
-        Buffer<size_t> corners_b(positions * Co), roff_b(R);
-        Buffer<int> counts_b(Co);
+        Buffer<float> gs_b(positions);
+        Buffer<size_t> corners_b(positions), roff_b(R);
         vf* const spill = spill_b.data;
-        float* const gs_all = gs_b.data;
-        size_t* const corners_all = corners_b.data;
-        int* const counts = counts_b.data;
+        float* const gs = gs_b.data;
+        size_t* const corners = corners_b.data;
         size_t* const roff = roff_b.data;  // where row r of a patch starts
-        const bool ready = spill && gs_all && corners_all && counts && roff;
+        const bool ready = spill && gs && corners && roff;
         if (!ready) {
 #pragma omp atomic write
             failed = 1;
@@ -479,8 +462,6 @@ extern "C" int cnnlab_backward(const float* xp, int N, int C, int Hp, int row, i
                     const size_t at0 = hwc_out ? (size_t)n * Hq * Wq * Co + o
                                                : ((size_t)n * Co + o) * Hq * Wq;
                     const size_t step = hwc_out ? Co : 1;
-                    float* const gs = gs_all + (size_t)o * positions;
-                    size_t* const corners = corners_all + (size_t)o * positions;
                     int count = 0;
                     for (int py = 0; py < Hq; ++py)
                         for (int q = 0; q < Wq; ++q) {
@@ -490,13 +471,14 @@ extern "C" int cnnlab_backward(const float* xp, int N, int C, int Hp, int row, i
                             corners[count] = (size_t)oy * row + (size_t)ox * (hwc_in ? C : 1);
                             count += (y[at] > 0) & (gy[at] != 0);  // the ReLU passed it
                         }
-                    counts[o] = count;
+                    const float* wo = wl + (size_t)o * P;
                     float* gwo = gwc + (size_t)o * P;
                     float* gbo = gbc + o;
-#define SHAPE(RT, NV)                                                                         \
-    if ((RT == 0 || R == RT) && (NV == 0 || nv == NV)) {                                      \
-        channel_backward<RT, NV>(img, R, L, nv, roff, gwo, gbo, gs, corners, count, spill); \
-        continue;                                                                             \
+#define SHAPE(RT, NV)                                                                  \
+    if ((RT == 0 || R == RT) && (NV == 0 || nv == NV)) {                               \
+        channel_backward<RT, NV>(img, gimg, R, L, nv, roff, wo, gwo, gbo, gs, corners, \
+                                 count, spill);                                        \
+        continue;                                                                      \
     }
                     SHAPE(5, 1)
                     SHAPE(5, 2)
@@ -505,9 +487,6 @@ extern "C" int cnnlab_backward(const float* xp, int N, int C, int Hp, int row, i
                     SHAPE(0, 0)
 #undef SHAPE
                 }
-                if (gimg)
-                    input_gradient(gimg, R, L, P, Co, roff, wl, gs_all, corners_all, counts,
-                                   positions);
             }
         }
     }
