@@ -14,8 +14,8 @@ The library is linked against the OpenMP runtime that PyTorch itself loaded (``l
 the loader matches the name), so its threads are PyTorch's own and never compete with them.
 
 Where no compiler is found, the build fails, or ``CNNLAB_NATIVE=0`` is set, :func:`library`
-returns None and cnnlab trains with PyTorch's operators: the same function, a little slower.
-:func:`status` says which, and why.
+returns None and cnnlab trains and scores with PyTorch's operators: the same function, about
+half as fast for LeNet-5 (README, "Measured"). :func:`status` says which, and why.
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ def load(path: Path) -> ctypes.CDLL:
 
 
 def status() -> str:
-    """One line: whether training uses the native kernels, and why not where it does not."""
+    """One line: whether cnnlab uses the native kernels, and why not where it does not."""
     loaded = library()
     if loaded is not None:
         return f"native kernels: in use ({loaded.cnnlab_vector_lanes() * 32}-bit vectors)"
