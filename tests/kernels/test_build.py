@@ -39,7 +39,16 @@ def test_built_once_into_the_cache_and_loaded(fresh):
 def test_another_source_compiler_processor_or_flags_get_their_own_build(monkeypatch, fresh):
     cxx = compiler()
     key = build.build_key(cxx)
+    assert build.build_key(cxx) == key
     assert build.build_key(cxx, (*FLAGS, "-mno-avx512f")) != key
+    edited = fresh / "convpool.cpp"
+    edited.write_bytes(build.SOURCE.read_bytes() + b"\n// edited\n")
+    with monkeypatch.context() as patch:
+        patch.setattr(build, "SOURCE", edited)
+        assert build.build_key(cxx) != key
+    with monkeypatch.context() as patch:
+        patch.setattr(build, "_compiler_version", lambda cxx: "g++ (another) 99.0")
+        assert build.build_key(cxx) != key
     monkeypatch.setattr(build, "_cpu_identity", lambda: "model name : another processor")
     assert build.build_key(cxx) != key
 

@@ -228,6 +228,10 @@ def test_lenet_takes_pytorchs_path_where_layers_are_watched_or_recorded(monkeypa
     handle = native.features.relu1.register_forward_hook(lambda *args: None)
     assert not native_used(native, x) and not native.takes_native_kernels(x)
     handle.remove()
+    seen = []
+    handle = native.features.register_forward_hook(lambda *args: seen.append(1))
+    assert not native_used(native, x) and seen == [1]
+    handle.remove()
     assert native_used(native, x)
     traced = torch.jit.trace(native, x, check_trace=False)
     assert not any("ConvPoolReLU" in str(node) for node in traced.graph.nodes())

@@ -69,7 +69,7 @@ class _ConvPoolReLU(torch.autograd.Function):
                 image.data_ptr(), n, c, h, w, padding, *weights, read.data_ptr(), row,
                 y.data_ptr(), idx.data_ptr(), threads,
             ))  # fmt: skip
-            ctx.geometry = (c, h + 2 * padding, row, 0)
+            ctx.geometry = (h + 2 * padding, row, 0)
         else:
             read = x.detach().permute(0, 2, 3, 1).contiguous()  # free when x is channels-last
             if padding:
@@ -79,7 +79,7 @@ class _ConvPoolReLU(torch.autograd.Function):
                 read.data_ptr(), n, c, hp, wp, *weights, y.data_ptr(), idx.data_ptr(),
                 int(hwc_out), threads,
             ))  # fmt: skip
-            ctx.geometry = (c, hp, wp * c, 1)
+            ctx.geometry = (hp, wp * c, 1)
         ctx.save_for_backward(read, weight, y, idx)
         ctx.shape = (n, c, h, w, co, k, hq, wq, padding, hwc_out)
         # NCHW as PyTorch's operators give it; in channels-last memory where y is HWC.
@@ -91,7 +91,7 @@ class _ConvPoolReLU(torch.autograd.Function):
         lib = library()
         read, weight, y, idx = ctx.saved_tensors
         n, c, h, w, co, k, hq, wq, padding, hwc_out = ctx.shape
-        channels, hp, row, hwc_in = ctx.geometry
+        hp, row, hwc_in = ctx.geometry  # the read input's rows: how many, how long, layout
         incoming = grad.permute(0, 2, 3, 1).contiguous() if hwc_out else grad.contiguous()
         # In the weight's own layout (channels-last when fit trains that way): autograd copies
         # gradients laid out otherwise, and DistributedDataParallel warns of them.
@@ -104,7 +104,7 @@ class _ConvPoolReLU(torch.autograd.Function):
         )
         grad_read = torch.empty_like(read) if ctx.needs_input_grad[0] else None
         _check(lib.cnnlab_backward(
-            read.data_ptr(), n, channels, hp, row, hwc_in, weight.data_ptr(), *weight.stride(),
+            read.data_ptr(), n, c, hp, row, hwc_in, weight.data_ptr(), *weight.stride(),
             co, k, y.data_ptr(), idx.data_ptr(), incoming.data_ptr(), hq, wq, int(hwc_out),
             grad_weight.data_ptr(), *grad_weight.stride(), grad_bias.data_ptr(),
             None if grad_read is None else grad_read.data_ptr(), scratch.data_ptr(),

@@ -165,9 +165,9 @@ class LeNet(ImageClassifier):
                 last=index == len(convs) - 1,
             )
             if fused is None:  # a shape the kernels do not take: PyTorch's operators from here
-                return nn.Sequential(*layers[3 * index :])(x)
+                return _through(layers[3 * index :], x)
             x = fused
-        return nn.Sequential(*layers[3 * len(convs) :])(x) if convs else self.features(x)
+        return _through(layers[3 * len(convs) :], x) if convs else self.features(x)
 
     def takes_native_kernels(self, x: torch.Tensor) -> bool:
         return bool(self._native_stages(x, list(self.features))) and library() is not None
@@ -176,17 +176,17 @@ class LeNet(ImageClassifier):
         """The leading conv -> 2x2 max pool -> ReLU stages that may take the native kernels.
 
         On a CPU, training or scoring, but never where someone watches the layers one by one:
-        a hook on any of them (inspection records activations that way, and captum's layer
-        methods), a traced, scripted, compiled or exported graph (which must record PyTorch's
-        operators), a dispatch mode such as PyTorch's FLOP counter. The layers are checked
-        each time, so a network whose layers were replaced or reordered (``bench/step.py`` puts
-        the ReLU back before the pooling) takes PyTorch's path.
+        a hook on any of them or on ``features`` (inspection records activations that way, and
+        captum's layer methods), a traced, scripted, compiled or exported graph (which must
+        record PyTorch's operators), a dispatch mode such as PyTorch's FLOP counter. The layers
+        are checked each time, so a network whose layers were replaced or reordered
+        (``bench/step.py`` puts the ReLU back before the pooling) takes PyTorch's path.
         """
         if not self.native_kernels:
             return []
         if x.device.type != "cpu" or torch.jit.is_scripting() or torch.jit.is_tracing():
             return []
-        if torch.compiler.is_compiling() or _global_hooks():
+        if torch.compiler.is_compiling() or _global_hooks() or _hooked(self.features):
             return []
         if type(x) is not torch.Tensor or _get_current_dispatch_mode() is not None:
             return []  # a tensor subclass or a dispatch mode (FLOP counters) sees every operator
@@ -199,6 +199,13 @@ class LeNet(ImageClassifier):
                 return []
             convs.append(conv)
         return convs
+
+
+def _through(layers: list[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    # What self.features does for these layers (its own hooks ruled out by _native_stages).
+    for layer in layers:
+        x = layer(x)
+    return x
 
 
 def _plain_conv(module: nn.Module) -> bool:
