@@ -498,3 +498,20 @@ def test_a_callback_stops_training_through_its_context(mnist_small):
 
     with pytest.raises(CnnlabError, match=r"self\.context\.stop_training"):
         fit(lenet(), data, None, epochs=5, callbacks=[OldStyle()])
+
+
+def test_a_gpu_trains_with_cudnns_deterministic_algorithms_and_gets_its_settings_back():
+    from cnnlab.train.loop import deterministic_kernels
+
+    cudnn = torch.backends.cudnn
+    before = cudnn.deterministic, cudnn.benchmark
+    try:
+        cudnn.deterministic, cudnn.benchmark = False, True  # a user's own choice
+        with pytest.raises(ZeroDivisionError), deterministic_kernels(torch.device("cuda", 0)):
+            assert (cudnn.deterministic, cudnn.benchmark) == (True, False)
+            raise ZeroDivisionError  # an error in training still puts them back
+        assert (cudnn.deterministic, cudnn.benchmark) == (False, True)
+        with deterministic_kernels(torch.device("cpu")):  # nothing to change on a CPU
+            assert (cudnn.deterministic, cudnn.benchmark) == (False, True)
+    finally:
+        cudnn.deterministic, cudnn.benchmark = before

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from cnnlab import kernels
 from cnnlab.errors import CnnlabError
 from cnnlab.export import load
 from cnnlab.export.evaluation import evaluate_saved
@@ -81,6 +82,9 @@ def test_run_folder_holds_the_contract(finished_run):
     assert config["train"]["epochs"] == 3 and config["size"] == [24, 24]
     assert config["resolved"]["class_names"] == ["1cell", "2cell", "groups", "rien"]
     assert config["resolved"]["bit_depth"] == 16
+    # Trained on this machine's CPU: no GPU named, native kernels as this machine has them.
+    assert config["resolved"]["device"] == "cpu" and "gpu" not in config["resolved"]
+    assert config["resolved"]["native_kernels"] == (kernels.library() is not None)
     with (out / "split.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert {r["subset"] for r in rows} == {"train", "valid", "test"}

@@ -263,7 +263,7 @@ def fit(
     track_loss = hooks.wants("on_batch_end") or device.type == "cpu"
     frozen = frozen_norms(model)
     validation = Validation(valid, device, shard) if valid is not None else None
-    with _training_layout(model, device) as memory_format:
+    with _training_layout(model, device) as memory_format, deterministic_kernels(device):
         batches = Batches(
             train.images, train.labels, device, shard, augmenter, augment_rng, memory_format
         )
@@ -410,6 +410,28 @@ def _training_layout(model: nn.Module, device: torch.device) -> Iterator[torch.m
         yield memory_format
     finally:
         model.to(memory_format=torch.contiguous_format)
+
+
+@contextmanager
+def deterministic_kernels(device: torch.device) -> Iterator[None]:
+    """cuDNN's deterministic algorithms while training on a GPU; its settings come back after.
+
+    A resumed run must repeat the uninterrupted one bit for bit. cuDNN's fastest algorithms
+    for a convolution's weight gradient add with atomic operations, in whatever order the
+    threads finish, and benchmark mode may pick another algorithm in another process. The
+    deterministic ones cost little for networks of this size. PyTorch's other operators in
+    the loop (pooling with 2x2 windows, cross-entropy, index_select) are deterministic on CUDA.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    before = cudnn.deterministic, cudnn.benchmark
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        cudnn.deterministic, cudnn.benchmark = before
 
 
 def _diverged(epoch: int, step: int, config: TrainConfig) -> None:

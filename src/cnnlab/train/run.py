@@ -354,6 +354,9 @@ def _run(
     if distributed.group() is not None and not config.train.threads:
         # The other processes only trained: evaluating and reporting may use every core.
         torch.set_num_threads(len(os.sched_getaffinity(0)))
+    # Scored, saved and reported on the CPU, where cnnlab evaluate, predict and report load a
+    # run's model later: the same numbers wherever it trained (a no-op after CPU training).
+    model.to("cpu")
     scores = finish_run(folder, model, config, split, history)
     if config.report:
         write_run_report(folder, model=model, split=split, scores=scores)
@@ -364,6 +367,7 @@ def _describe(config: RunConfig, split: Split, init: dict | None) -> dict:
     if init is not None:
         described["init"] = init
     reference = split.train
+    device = resolve_device(config.train.device)
     described["resolved"] = {
         "class_names": list(reference.class_names),
         "channels": reference.channels,
@@ -374,9 +378,13 @@ def _describe(config: RunConfig, split: Split, init: dict | None) -> dict:
         "torch": torch.__version__,
         # Several processes train the same model up to the order of float additions.
         "processes": group.world if (group := distributed.group()) else 1,
+        # Where it trained: a resumed run repeats the result bit for bit only on the same kind
+        # of device (and GPU), whose kernels add in their own order.
+        "device": device.type,
+        **({"gpu": torch.cuda.get_device_name(device)} if device.type == "cuda" else {}),
         # Whether this machine's native kernels were there to train conv -> pool -> ReLU
-        # stages (another order of float additions than PyTorch's operators).
-        "native_kernels": kernels.library() is not None,
+        # stages (another order of float additions than PyTorch's operators): CPUs only.
+        "native_kernels": device.type == "cpu" and kernels.library() is not None,
     }
     return described
 
