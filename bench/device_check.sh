@@ -3,7 +3,7 @@
 # PyTorch with CUDA but not every package cnnlab needs, and reaches no registry. Here first:
 #     bash bench/device_wheels.sh
 # then, through the tool:
-#     run(command="bash bench/device_check.sh", carry=[".whl"], timeout_s=540)
+#     run(command="bash bench/device_check.sh", carry=[".whl"], timeout_s=420)
 # It installs the carried wheels, runs cnnlab from this checkout's src/ (the machine's own
 # PyTorch, whatever its version), and writes machine.txt, tests.txt, gpu.txt and gpu.json to
 # $OUT: the GPU tests (tests/test_gpu.py and the augmentation's GPU test), then bench/gpu.py
@@ -24,10 +24,10 @@ $PYTHON -m compileall -q src
     $PYTHON -c "import sys, torch; print(sys.version.split()[0], torch.__version__, torch.cuda.is_available())"
     $PYTHON -m cnnlab.kernels
 } 2>&1 | tee "$OUT/machine.txt"
-timeout 240 $PYTHON -m pytest -q -p no:cacheprovider tests/test_gpu.py \
+timeout 200 $PYTHON -m pytest -q -p no:cacheprovider tests/test_gpu.py \
     tests/data/test_augment_online.py::test_a_gpu_gives_the_cpu_batch 2>&1 | tee "$OUT/tests.txt"
 tests=${PIPESTATUS[0]}
-timeout 240 $PYTHON bench/gpu.py --device "${DEVICE:-cuda}" --json "$OUT/gpu.json" 2>&1 \
+timeout 180 $PYTHON bench/gpu.py --device "${DEVICE:-cuda}" --json "$OUT/gpu.json" 2>&1 \
     | tee "$OUT/gpu.txt"
 bench=${PIPESTATUS[0]}
 echo "tests exited $tests, bench/gpu.py exited $bench"

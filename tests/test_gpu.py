@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from cnnlab.data.dataset import ImageDataset, Normalizer
 from cnnlab.data.mnist import mnist
 from cnnlab.evaluate import per_sample
 from cnnlab.export import load
@@ -65,6 +66,22 @@ def test_the_main_job_trains_on_the_gpu_and_its_model_scores_the_same_on_the_cpu
     scores = per_sample(model, test)
     accuracy = float((scores["predictions"] == scores["labels"]).mean())
     assert accuracy == pytest.approx(metrics["test"]["accuracy"], abs=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int32, torch.float32])
+def test_input_statistics_of_images_on_the_gpu_are_the_cpus(dtype):
+    # 8-bit, 16-bit (held as int32) and float images: integer ones go through a histogram.
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256 if dtype == torch.uint8 else 60_000, (64, 2, 24, 24),
+                           generator=generator).to(dtype)  # fmt: skip
+
+    def statistics(where: torch.Tensor) -> Normalizer:
+        labels, paths = torch.zeros(64, dtype=torch.long), tuple(f"{i}.tif" for i in range(64))
+        return Normalizer.fit(ImageDataset(where, labels, ("a",), paths))
+
+    on_cpu, on_device = statistics(images), statistics(images.to(DEVICE))
+    assert on_device.mean == pytest.approx(on_cpu.mean, rel=1e-12)
+    assert on_device.std == pytest.approx(on_cpu.std, rel=1e-12)
 
 
 @pytest.fixture(scope="module")

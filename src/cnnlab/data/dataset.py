@@ -374,7 +374,9 @@ def _plane_statistics(plane: torch.Tensor) -> tuple[float, float]:
         low, high = int(values.min()), int(values.max())
         if high - low < HISTOGRAM_LEVELS:
             shifted = values if low == 0 else values.to(torch.int64) - low
-            counts = torch.bincount(shifted, minlength=high - low + 1).to(torch.float64)
+            # The histogram comes to the CPU (images on a GPU too): at most 2^20 numbers.
+            counts = torch.bincount(shifted, minlength=high - low + 1)
+            counts = counts.to(device="cpu", dtype=torch.float64)
             levels = torch.arange(low, high + 1, dtype=torch.float64)
             total = counts.sum()
             mean = (counts * levels).sum() / total

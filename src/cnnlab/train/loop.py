@@ -204,6 +204,10 @@ def fit(
     generator = torch.Generator().manual_seed(config.seed)
     augment_rng = augment_generator(config.seed)
     if checkpoint is None:
+        # Drawn by the CPU's seeded generator, then moved: a seed gives the same starting
+        # weights whether the model came on a GPU or not (and as the CLI, which builds on the
+        # CPU, gives them).
+        model.to("cpu")
         normalizer = normalizer or fit_normalizer(train, config.normalize)
         model.standardize.set_statistics(normalizer.mean, normalizer.std)
         initialize(model, config.init, config.init_sigma)
@@ -355,6 +359,9 @@ def fit(
                 if group is not None:
                     states = distributed.gather_bytes(torch.get_rng_state())
                     generators.update({f"rng.torch.{r}": s for r, s in enumerate(states)})
+                    if device.type == "cuda":  # each GPU's own dropout masks
+                        states = distributed.gather_bytes(torch.cuda.get_rng_state(device))
+                        generators.update({f"rng.cuda.{r}": s for r, s in enumerate(states)})
                 if main:
                     state.save(context, history, best, stopper, generators)
             if history.stop_reason is not None:

@@ -115,7 +115,8 @@ def restore(
     torch.set_rng_state(tensors.get(f"rng.torch.{rank}", tensors["rng.torch"]))
     loop.generator.set_state(tensors["rng.shuffle"])
     if "rng.cuda" in tensors and loop.device.startswith("cuda"):
-        torch.cuda.set_rng_state(tensors["rng.cuda"], loop.device)
+        # A data-parallel run saved each GPU's generator (fit); one GPU, only its own.
+        torch.cuda.set_rng_state(tensors.get(f"rng.cuda.{rank}", tensors["rng.cuda"]), loop.device)
     history.rows.extend(meta["history"])
     history.stop_reason = meta.get("stop_reason")
     best.load_state_dict(meta.get("best") or {})
