@@ -392,6 +392,27 @@ CASES = [
         _flag("--out", "world/cwd"),
     ),
     case(
+        "report-out-exists",
+        ["report", "{run}", "--out", "{w}/existing.csv"],
+        "--out",
+        "exists",
+        "--overwrite",
+    ),
+    case(
+        "kernels-out-exists",
+        ["kernels", "{png}", "--out", "{w}/existing.csv"],
+        "--out",
+        "exists",
+        "--overwrite",
+    ),
+    case(
+        "samples-out-exists",
+        ["data", "samples", "{data}", "--out", "{w}/existing.csv"],
+        "--out",
+        "exists",
+        "--overwrite",
+    ),
+    case(
         "plots-out-is-a-file",
         ["plots", "{run}", "--out", "{w}/file.txt"],
         _flag("--out", "file.txt"),

@@ -57,7 +57,7 @@ def test_synth_then_summary_of_folders(capsys, synth_dir):
     assert info["classes"] == {"1cell": 12, "2cell": 12, "groups": 12, "rien": 12}
     assert info["bit_depth"] == 16
     code, _, err = run(capsys, "synth", "bacteria", "--out", str(synth_dir))
-    assert_one_line_error(code, err, "not empty", "--overwrite")
+    assert_one_line_error(code, err, "made already", "--overwrite")
 
 
 def test_data_samples_draws_a_grid(capsys, synth_dir, tmp_path):

@@ -102,3 +102,26 @@ def test_cli_plots_writes_every_picture_of_a_run(finished_run, tmp_path, capsys)
     for path in out.glob("*.png"):
         with Image.open(path) as image:
             assert image.width > 100
+
+
+def test_pictures_of_the_same_names_are_replaced_only_when_asked(finished_run, tmp_path, capsys):
+    crop = a_crop(finished_run)
+    look, pictures = tmp_path / "look", tmp_path / "pictures"
+    for folder, name in ((look, f"{crop.stem} - saliency.png"), (pictures, "samples.png")):
+        folder.mkdir()
+        (folder / name).write_bytes(b"a user's own file")
+        (folder / "notes.txt").write_text("mine")
+    inspect_args = ["inspect", str(finished_run), str(crop), "--out", str(look)]
+    plots_args = ["plots", str(finished_run), "--out", str(pictures)]
+    for args, name in ((inspect_args, "saliency.png"), (plots_args, "samples.png")):
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("cnnlab: error: --out") and name in err and "--overwrite" in err
+    # Nothing drawn, nothing replaced.
+    assert {p.name for p in look.iterdir()} == {f"{crop.stem} - saliency.png", "notes.txt"}
+    assert (pictures / "samples.png").read_bytes() == b"a user's own file"
+    assert main([*inspect_args, "--overwrite"]) == 0 and main([*plots_args, "--overwrite"]) == 0
+    assert (pictures / "samples.png").read_bytes().startswith(b"\x89PNG")
+    assert len(list(look.glob("*.png"))) == 4 and (look / "notes.txt").read_text() == "mine"
+    # The run's own plots folder is the run's to redraw.
+    assert main(["plots", str(finished_run)]) == 0 and main(["plots", str(finished_run)]) == 0

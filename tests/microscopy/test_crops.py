@@ -163,7 +163,7 @@ def test_an_existing_folder_is_replaced_only_when_asked_and_only_if_crops_made_i
     out = tmp_path / "crops"
     cut_crops(field.path, out, labels=field.labels_path)
     (out / "old.txt").write_text("old")
-    with pytest.raises(CnnlabError, match="not empty; choose another folder or pass --overwrite"):
+    with pytest.raises(CnnlabError, match="crops already; choose another folder or pass --overw"):
         cut_crops(field.path, out, labels=field.labels_path)
     assert (out / "old.txt").exists()
     cut_crops(field.path, out, labels=field.labels_path, margin=1, overwrite=True)
@@ -172,8 +172,9 @@ def test_an_existing_folder_is_replaced_only_when_asked_and_only_if_crops_made_i
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "thesis.docx").write_text("precious")
-    with pytest.raises(CnnlabError, match=r"holds no crops\.csv"):
-        cut_crops(field.path, mine, labels=field.labels_path, overwrite=True)
+    for overwrite in (False, True):  # either way the refusal says --overwrite will not help
+        with pytest.raises(CnnlabError, match=r"holds no crops\.csv.*choose another folder \("):
+            cut_crops(field.path, mine, labels=field.labels_path, overwrite=overwrite)
     assert _files(mine) == {"thesis.docx"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["crops", "in", "mine"]  # no leftovers
 

@@ -73,8 +73,9 @@ def test_an_unfinished_target_keeps_what_was_set_aside(tmp_path):
     ("setup", "overwrite", "message"),
     [
         (lambda out: out.write_text("x"), True, "exists and is not a folder"),
-        (lambda out: (out / "f.txt").write_text("x"), False, "not empty; choose another"),
+        (lambda out: (out / "f.txt").write_text("x"), False, r"not a cnnlab run folder.*\(it"),
         (lambda out: (out / "f.txt").write_text("x"), True, "not a cnnlab run folder"),
+        (make_run, False, "holds a run already; choose another folder or pass --overwrite"),
         (lambda out: (out / "config.json").write_text("{}"), True, "not a cnnlab run folder"),
         (lambda out: make_run(runs.partial_of(out)), False, "an interrupted run"),
     ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from cnnlab.cli.common import check_out_file
 from cnnlab.errors import CnnlabError
 
 
@@ -42,6 +43,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     samples.add_argument("--per-class", type=int, default=8)
     samples.add_argument("--seed", type=int, default=0)
     samples.add_argument("--out", default="samples.png", help="PNG to write [samples.png]")
+    samples.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     samples.add_argument(
         "--histogram",
         action="store_true",
@@ -112,6 +114,7 @@ def _data(args: argparse.Namespace) -> int:
             raise CnnlabError(f"--seed {args.seed}: give 0 or more")
         if args.bins < 1:
             raise CnnlabError(f"--bins {args.bins}: give 1 or more")
+        check_out_file("--out", args.out, args.overwrite, "samples.png")
 
         loaded = load_sources(
             args.specs,

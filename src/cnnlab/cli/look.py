@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cnnlab.cli.common import check_out_file
 from cnnlab.errors import CnnlabError
 
 #: ``cnnlab.inspect.kernels.KERNELS``' names, for ``--help`` without importing matplotlib (a
@@ -31,19 +32,30 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     report = commands.add_parser("report", help="write RUN_DIR/report.html")
     report.set_defaults(handler=_report)
     report.add_argument("run", metavar="RUN_DIR")
-    report.add_argument("--out", help="HTML file to write [RUN_DIR/report.html]")
+    report.add_argument(
+        "--out", help="HTML file to write [RUN_DIR/report.html, which is always rewritten]"
+    )
+    report.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     report.add_argument("--image", type=int, help="index of the test image to look inside with")
 
     run_plots = commands.add_parser("plots", help="a run's pictures as PNG files")
     run_plots.set_defaults(handler=_plots)
     run_plots.add_argument("run", metavar="RUN_DIR")
-    run_plots.add_argument("--out", help="folder for the PNG files [RUN_DIR/plots]")
+    run_plots.add_argument(
+        "--out", help="folder for the PNG files [RUN_DIR/plots, which is always redrawn]"
+    )
+    run_plots.add_argument(
+        "--overwrite", action="store_true", help="replace pictures of the same names in --out"
+    )
 
     look = commands.add_parser("inspect", help="activations, filters and saliency of one image")
     look.set_defaults(handler=_inspect)
     look.add_argument("model", metavar="MODEL")
     look.add_argument("image", metavar="IMAGE")
     look.add_argument("--out", default="inspect", help="folder for the pictures [inspect]")
+    look.add_argument(
+        "--overwrite", action="store_true", help="replace pictures of the same names in --out"
+    )
 
     kernels = commands.add_parser("kernels", help="an image filtered by convolution kernels")
     kernels.set_defaults(handler=_kernels)
@@ -61,6 +73,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     kernels.add_argument("--stride", type=int, default=1, help="step between positions [1]")
     kernels.add_argument("--pool", help="pooling after the convolution: max:2 or avg:2")
     kernels.add_argument("--out", default="kernels.png", help="PNG to write [kernels.png]")
+    kernels.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
     models = commands.add_parser("models", help="list the networks with their parameter counts")
     models.set_defaults(handler=_models)
@@ -85,6 +98,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 def _report(args: argparse.Namespace) -> int:
     from cnnlab.inspect.report import write_report
 
+    if args.out is not None:  # the run's own report.html is the run's to rewrite
+        check_out_file("--out", args.out, args.overwrite, "report.html")
     print(write_report(args.run, out=args.out, image_index=args.image))
     return 0
 
@@ -92,7 +107,7 @@ def _report(args: argparse.Namespace) -> int:
 def _plots(args: argparse.Namespace) -> int:
     from cnnlab.inspect.run_plots import plot_run
 
-    for path in plot_run(args.run, args.out):
+    for path in plot_run(args.run, args.out, overwrite=args.overwrite):
         print(path)
     return 0
 
@@ -101,7 +116,7 @@ def _inspect(args: argparse.Namespace) -> int:
     from cnnlab.export import load
     from cnnlab.inspect.look import inspect_image
 
-    for path in inspect_image(load(args.model), args.image, args.out):
+    for path in inspect_image(load(args.model), args.image, args.out, args.overwrite):
         print(path)
     return 0
 
@@ -109,6 +124,7 @@ def _inspect(args: argparse.Namespace) -> int:
 def _kernels(args: argparse.Namespace) -> int:
     from cnnlab.inspect.kernels import COURSE_KERNELS, plot_kernel_demo
 
+    check_out_file("--out", args.out, args.overwrite, "kernels.png")
     chosen = [*(args.kernel or []), *(args.matrix or [])] or list(COURSE_KERNELS)
     padding = int(args.padding) if args.padding.isdigit() else args.padding
     if padding not in ("valid", "same") and not isinstance(padding, int):

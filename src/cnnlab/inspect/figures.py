@@ -194,6 +194,20 @@ def save_figure(figure: Figure, path: str | Path) -> Path:
     return path
 
 
+def check_pictures_free(out: Path, names: Sequence[str], overwrite: bool) -> None:
+    """Refuses, before anything is drawn, a folder that holds one of the pictures ``names``
+    already, unless ``overwrite``: a user's own file of that name would be replaced. Other
+    files in the folder are never touched."""
+    if out.exists() and not out.is_dir():
+        raise CnnlabError(f"--out {out}: is a file, not a folder; choose another folder")
+    taken = [name for name in names if (out / name).exists()]
+    if taken and not overwrite:
+        raise CnnlabError(
+            f"--out {out}: holds {taken[0]!r} already; choose another folder or pass "
+            "--overwrite to replace the pictures"
+        )
+
+
 def saved_if(figure: Figure, path: str | Path | None) -> Figure:
     """``figure``, written to ``path`` first when a path is given: what every ``plot_*`` returns.
 

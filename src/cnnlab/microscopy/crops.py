@@ -133,14 +133,15 @@ def check_out(out: Path, overwrite: bool) -> None:
         raise CnnlabError(f"--out {out}: exists and is not a folder; choose another path")
     if not any(out.iterdir()):
         return
+    if not (out / TABLE).is_file():  # said first: --overwrite would not help
+        raise CnnlabError(
+            f"--out {out}: holds no {TABLE}, so cnnlab crops did not make it; choose another "
+            "folder (--overwrite only replaces crops folders)"
+        )
     if not overwrite:
         raise CnnlabError(
-            f"--out {out}: the folder is not empty; choose another folder or pass --overwrite"
-        )
-    if not (out / TABLE).is_file():
-        raise CnnlabError(
-            f"--out {out}: holds no {TABLE}, so cnnlab crops did not make it; --overwrite only "
-            "replaces crops folders: choose another folder"
+            f"--out {out}: holds crops already; choose another folder or pass --overwrite to "
+            "replace them"
         )
 
 

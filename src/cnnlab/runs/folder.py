@@ -130,12 +130,16 @@ def _replaceable(out: Path, overwrite: bool) -> str | None:
     contents = [c.name for c in out.iterdir() if not _TEMPORARY.match(c.name)]
     if not contents:
         return None
-    if not overwrite:
-        return "the folder is not empty; choose another folder or pass --overwrite"
     foreign = sorted(name for name in contents if name not in RUN_CONTENTS)
     if foreign or not is_run_folder(out):
+        # --overwrite would not help: say so before anyone tries it.
         extra = f" (it holds {', '.join(foreign[:3])})" if foreign else ""
-        return f"not a cnnlab run folder{extra}; --overwrite only replaces runs"
+        return (
+            f"not a cnnlab run folder{extra}; choose another folder (--overwrite only replaces "
+            "runs)"
+        )
+    if not overwrite:
+        return "holds a run already; choose another folder or pass --overwrite to replace it"
     return None
 
 

@@ -132,16 +132,18 @@ def render_crop(
 def _check_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise CnnlabError(f"{out} is a file, not a folder; choose another output folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise CnnlabError(
-            f"{out} exists and is not empty; choose another folder or pass --overwrite"
-        )
     if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST_NAME).is_file():
         # Without the manifest, this is not a folder synth made: crops written among a user's
-        # files (or into a run folder) would mix with them, and could replace some.
+        # files (or into a run folder) would mix with them, and could replace some. Said first,
+        # so that nobody is sent to try --overwrite for nothing.
         raise CnnlabError(
-            f"{out} holds files that cnnlab synth did not write; --overwrite only replaces a "
-            "folder made by cnnlab synth bacteria: choose another folder"
+            f"{out} holds files that cnnlab synth did not write; choose another folder "
+            "(--overwrite only replaces a folder made by cnnlab synth bacteria)"
+        )
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise CnnlabError(
+            f"{out} holds data that cnnlab synth made already; choose another folder or pass "
+            "--overwrite to replace it"
         )
     for name in CLASSES:
         folder = out / name

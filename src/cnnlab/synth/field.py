@@ -125,15 +125,16 @@ def _check_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise CnnlabError(f"{out} is a file, not a folder; choose another output folder (--out)")
     entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-    if entries and not overwrite:
-        raise CnnlabError(
-            f"{out} exists and is not empty; choose another folder or pass --overwrite"
-        )
     foreign = [name for name in entries if name not in FIELD_FILES]
-    if foreign:
+    if foreign:  # said first: --overwrite would not help
         raise CnnlabError(
             f"{out} holds {foreign[0]!r}, not a file of a synthetic field; "
             "move it away or choose another folder (--out)"
+        )
+    if entries and not overwrite:
+        raise CnnlabError(
+            f"{out} holds a synthetic field already; choose another folder or pass --overwrite "
+            "to replace it"
         )
 
 
