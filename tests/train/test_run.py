@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -331,3 +332,20 @@ def test_model_options_reach_the_network_and_its_saved_description(bacteria, tmp
     # conv 6@5x5 (156), conv 16@5x5 (2,416), dense 256->120, 120->84, 84->4: by hand
     assert sum(p.numel() for p in model.parameters()) == 156 + 2416 + 30840 + 10164 + 340
     assert json.loads((out / "config.json").read_text())["model_option"] == ["padding=0"]
+
+
+def test_new_images_of_one_known_class_are_scored_but_not_trained_on(finished_run, bacteria):
+    # A new batch of one class is a normal thing to score; training needs two classes.
+    one = finished_run.parent / "one class"
+    shutil.copytree(bacteria / "2cell", one / "2cell")
+    scores = evaluate_saved(finished_run, [str(one)])["all"]
+    assert scores["n"] == 30 and scores["per_class"]["2cell"]["support"] == 30
+    assert sum(map(sum, scores["confusion"])) == 30
+    with pytest.raises(CnnlabError, match="only 1 class with images"):
+        run_training(RunConfig(data=[str(one)], out=str(one.parent / "x"), quiet=True))
+    (one / "2cell" / "empty").mkdir()
+    for crop in (one / "2cell").glob("*.tif"):
+        crop.unlink()
+    dropped = pytest.warns(UserWarning, match="dropped empty class folder")
+    with dropped, pytest.raises(CnnlabError, match="no class folder holds images"):
+        evaluate_saved(finished_run, [str(one)], skip_bad=True)

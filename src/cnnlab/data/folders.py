@@ -76,6 +76,7 @@ def load_folders(
     workers: int | None = None,
     convert_bit_depth: bool = False,
     allow_mixed_bit_depths: bool = False,
+    min_classes: int = 2,
 ) -> ImageDataset:
     """The images under ``roots`` (one subfolder per class) as an :class:`ImageDataset`.
 
@@ -92,7 +93,9 @@ def load_folders(
     error naming one of each; ``convert_bit_depth`` scales integer images to the deepest depth
     instead (8 to 16 bits: x257), with a warning. ``allow_mixed_bit_depths`` keeps them as read,
     in a common dtype, for describing the data only (``cnnlab data summary``); the counts per
-    depth are in ``meta["bit_depths"]`` (see :mod:`cnnlab.data.combine`).
+    depth are in ``meta["bit_depths"]`` (see :mod:`cnnlab.data.combine`). Fewer than
+    ``min_classes`` classes with images are refused: two to train a classifier, one to score a
+    trained model on new images of a class it knows.
     """
     root_list = _as_roots(roots)
     if channels not in (None, 1, 3):
@@ -105,13 +108,13 @@ def load_folders(
     scans = [_scan_root(root, pattern) for root in root_list]
     class_names = sorted({name for scan in scans for name in scan})
     files, folders = _list_files(root_list, scans, class_names)
-    dropped = _check_classes(class_names, folders, files, skip_bad)
+    dropped = _check_classes(class_names, folders, files, skip_bad, min_classes)
     decoded = _decode_once(root_list, files, pattern, channels, plane, cache, workers)
     keep, meta = _screen(files, decoded, skip_bad)
     files = [files[i] for i in keep]
     arrays = [decoded[i] for i in keep]
     dropped += _check_classes(
-        [n for n in class_names if n not in dropped], folders, files, skip_bad
+        [n for n in class_names if n not in dropped], folders, files, skip_bad, min_classes
     )
     class_names = [name for name in class_names if name not in dropped]
 
@@ -292,6 +295,7 @@ def _check_classes(
     folders: dict[str, list[Path]],
     files: list[File],
     skip_bad: bool,
+    min_classes: int = 2,
 ) -> list[str]:
     """Names of empty classes to drop (only with ``skip_bad``); raise when that is not allowed."""
     counts = dict.fromkeys(class_names, 0)
@@ -312,8 +316,10 @@ def _check_classes(
             stacklevel=3,
         )
     remaining = [name for name in class_names if name not in empty]
-    if len(remaining) < 2:
+    if len(remaining) < min_classes:
         where = ", ".join(str(f) for name in class_names for f in folders[name]) or "folder"
+        if min_classes == 1:
+            raise CnnlabError(f"{where}: no class folder holds images; add some")
         raise CnnlabError(
             f"{where}: only {len(remaining)} class with images ({', '.join(remaining)}); a "
             "classifier needs at least two class folders"

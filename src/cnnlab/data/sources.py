@@ -166,12 +166,14 @@ def load_sources(
     cache: bool = False,
     convert_bit_depth: bool = False,
     allow_mixed_bit_depths: bool = False,
+    min_classes: int = 2,
 ) -> dict[str, ImageDataset]:
     """The datasets behind ``specs``: {"train", "test"} for mnist, {"all"} for folders merged.
 
     Mixed bit depths are refused, scaled with ``convert_bit_depth``, or, with
     ``allow_mixed_bit_depths``, kept as read so that :func:`format_description` can describe
-    them (never train on such a dataset); see :func:`cnnlab.data.folders.load_folders`.
+    them (never train on such a dataset); see :func:`cnnlab.data.folders.load_folders`, also for
+    ``min_classes``.
     """
     specs = list(specs)
     if not specs:
@@ -193,6 +195,7 @@ def load_sources(
         cache=cache,
         convert_bit_depth=convert_bit_depth,
         allow_mixed_bit_depths=allow_mixed_bit_depths,
+        min_classes=min_classes,
     )
     return {"all": dataset}
 

@@ -62,6 +62,7 @@ def evaluate_saved(
         channels=model.in_chans,
         convert_bit_depth=convert_bit_depth,
         skip_bad=skip_bad,
+        min_classes=1,  # new images of one class the model knows are worth scoring too
     )
     return evaluate_subsets(model, {name: fit_to_model(ds, model) for name, ds in sources.items()})
 
