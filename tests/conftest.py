@@ -51,3 +51,21 @@ def train_quietly() -> Callable[..., Path]:
             torch.set_num_threads(threads)
 
     return train
+
+
+@pytest.fixture(scope="session")
+def poison_at() -> type:
+    """``poison_at(epoch)``: a callback after which the loss is no longer a number, from that
+    epoch's first batch on (its head's weights become NaN): a run that diverges on cue."""
+    from cnnlab.train import Callback
+
+    class PoisonAt(Callback):
+        def __init__(self, epoch: int) -> None:
+            self.epoch = epoch
+
+        def on_batch_start(self, logs):
+            if logs["epoch"] == self.epoch:
+                with torch.no_grad():
+                    self.context.model.head.weight.fill_(float("nan"))
+
+    return PoisonAt

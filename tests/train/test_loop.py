@@ -226,6 +226,38 @@ def test_divergence_stops_with_a_clear_message(mnist_small):
         )
 
 
+def test_a_run_that_diverges_after_good_epochs_ends_with_its_best_epoch(mnist_small, poison_at):
+    train, valid = mnist_small
+    options = {"epochs": 4, "lr": 0.05, "seed": 3}
+    model = lenet()
+    with pytest.warns(UserWarning, match=r"diverged at epoch 3, batch 1.*best epoch, 2"):
+        history = fit(model, train, valid, callbacks=[poison_at(3)], verbose=0, **options)
+    assert [row["epoch"] for row in history.rows] == [1, 2]
+    assert history.stop_reason.startswith("training diverged at epoch 3, batch 1")
+    assert history.best_epoch == history.kept_epoch == 2
+    # The weights of epoch 2, as a run of two epochs of the same schedule left them.
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    stopped = lenet()
+    fit(stopped, train, valid, callbacks=[StopAfter(2)], verbose=0, **options)
+    kept, expected = weights(model), weights(stopped)
+    assert all(torch.equal(kept[name], expected[name]) for name in expected)
+
+
+class StopAfter(Callback):
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, logs):
+        if logs["epoch"] == self.epoch:
+            self.context.stop_training = True
+
+
+def test_a_run_that_keeps_its_last_epoch_still_fails_when_it_diverges(mnist_small, poison_at):
+    train, valid = mnist_small
+    with pytest.raises(CnnlabError, match="diverged at epoch 2"):
+        fit(lenet(), train, valid, callbacks=[poison_at(2)], verbose=0, epochs=3, keep="last")
+
+
 def test_early_stopping_counts_epochs_without_improvement():
     from cnnlab.train.callbacks import EarlyStopping
 

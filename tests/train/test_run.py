@@ -349,3 +349,17 @@ def test_new_images_of_one_known_class_are_scored_but_not_trained_on(finished_ru
     dropped = pytest.warns(UserWarning, match="dropped empty class folder")
     with dropped, pytest.raises(CnnlabError, match="no class folder holds images"):
         evaluate_saved(finished_run, [str(one)], skip_bad=True)
+
+
+def test_a_run_that_diverges_late_is_kept_with_its_best_epoch(bacteria, tmp_path, poison_at):
+    out = tmp_path / "run"
+    options = {"data": [str(bacteria)], "size": 24, "epochs": 4, "out": str(out)}
+    config = RunConfig.from_options({**options, "quiet": True, "cache": False})
+    with pytest.warns(UserWarning, match=r"diverged at epoch 3.*ends with its best epoch"):
+        run_training(config, callbacks=[poison_at(3)])
+    record = json.loads((out / "run.json").read_text())
+    assert record["stop_reason"].startswith("training diverged at epoch 3, batch 1")
+    assert record["epochs_run"] == 2 and record["best_epoch"] in (1, 2)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 <= metrics["test"]["loss"] < 10  # scored with finite weights
+    assert "training diverged at epoch 3" in (out / "report.html").read_text()

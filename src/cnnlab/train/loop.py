@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -267,7 +268,11 @@ def fit(
     track_loss = hooks.wants("on_batch_end") or device.type == "cpu"
     frozen = frozen_norms(model)
     validation = Validation(valid, device, shard) if valid is not None else None
-    with _training_layout(model, device) as memory_format, deterministic_kernels(device):
+    with (
+        _training_layout(model, device) as memory_format,
+        deterministic_kernels(device),
+        _best_kept_if_diverged(history, best, config, shard is not None),
+    ):
         batches = Batches(
             train.images, train.labels, device, shard, augmenter, augment_rng, memory_format
         )
@@ -417,6 +422,27 @@ def _training_layout(model: nn.Module, device: torch.device) -> Iterator[torch.m
         yield memory_format
     finally:
         model.to(memory_format=torch.contiguous_format)
+
+
+@contextmanager
+def _best_kept_if_diverged(
+    history: History, best: BestWeights, config: TrainConfig, several: bool
+) -> Iterator[None]:
+    """A run whose loss stops being a number after an epoch worth keeping ends there.
+
+    With ``keep="best"`` the weights of the best epoch so far are safe in ``best``: the run
+    stops as early stopping would, keeps them, and says why (a warning, and the history's
+    stop reason), rather than losing every epoch it trained. A run that diverges before its
+    first epoch ended, that keeps its last epoch, or that trains in several processes (which
+    must all stop together) ends with the error.
+    """
+    try:
+        yield
+    except TrainingDiverged as error:
+        if several or config.keep != "best" or best.state is None:
+            raise
+        history.stop_reason = str(error)
+        warnings.warn(f"{error}; the run ends with its best epoch, {best.best_epoch}", stacklevel=4)
 
 
 @contextmanager
