@@ -178,3 +178,19 @@ def test_8bit_png_folder_stays_uint8(tmp_path):
             Image.fromarray(pixels).save(tmp_path / name / f"{i}.png")
     data = load_folders(tmp_path)
     assert (data.dtype, data.bit_depth) == (torch.uint8, 8)
+
+
+def test_an_option_that_no_file_fits_is_not_met_with_skip_bad_advice(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for index in range(2):
+            tifffile.imwrite(tmp_path / name / f"{index}.tif", np.full((8, 8), index, np.uint16))
+    with pytest.raises(CnnlabError) as refused:
+        load_folders(tmp_path, plane=3)
+    message = str(refused.value)
+    assert "has 1 planes" in message and "(and so did all 3 other files)" in message
+    assert "skip" not in message  # leaving out every file would leave nothing
+    stack = np.zeros((4, 8, 8), np.uint16)
+    tifffile.imwrite(tmp_path / "a" / "stack.tif", stack, photometric="minisblack")
+    with pytest.raises(CnnlabError, match=r"(?s)has 1 planes.*3 more bad files.*--skip-bad"):
+        load_folders(tmp_path, plane=3)  # one file fits: the others may be left out

@@ -154,6 +154,11 @@ def _screen(files: list[File], decoded: list[Decoded], skip_bad: bool) -> tuple[
     left_out = {i for i, _ in duplicates} | {i for group in conflicts for i in group}
     bad = [(files[i][3], d.error) for i, d in enumerate(decoded) if d.error and i not in left_out]
     if bad and not skip_bad:
+        if len(bad) == len(files):
+            # Every file failed (an option none of them fits, such as --plane 3 for single
+            # images): leaving the bad ones out would leave nothing, so that is not the advice.
+            more = f" (and so did all {len(bad) - 1} other files)" if len(bad) > 1 else ""
+            raise CnnlabError(f"{bad[0][1]}{more}")
         more = f" (and {len(bad) - 1} more bad files)" if len(bad) > 1 else ""
         advice = "" if "--skip-bad" in bad[0][1] else "; fix or remove it, or pass " + _SKIP_BAD
         raise CnnlabError(f"{bad[0][1]}{more}{advice}")
