@@ -111,6 +111,12 @@ CASES = [
         for kind, name in IMAGE_KINDS.items()
     ),
     case("predict-image-missing", ["predict", "{run}", "{images}/nope.tif"], _file("nope.tif")),
+    case(
+        "predict-pattern-matches-nothing",
+        ["predict", "{run}", "{images}", "--pattern", "*.xyz"],
+        _file("images"),
+        r"no files matching '\*\.xyz'",
+    ),
     case("predict-image-nan-float", ["predict", "{run32}", "{images}/nan.tif"], _file("nan.tif")),
     case("predict-image-inf-float", ["predict", "{run32}", "{images}/inf.tif"], _file("inf.tif")),
     case(

@@ -36,7 +36,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--out", help="HTML file to write [RUN_DIR/report.html, which is always rewritten]"
     )
     report.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    report.add_argument("--image", type=int, help="index of the test image to look inside with")
+    report.add_argument(
+        "--image",
+        type=int,
+        help="index of the test image (else validation image) followed through the network [0]",
+    )
 
     run_plots = commands.add_parser("plots", help="a run's pictures as PNG files")
     run_plots.set_defaults(handler=_plots)

@@ -222,7 +222,9 @@ def _scan_root(root: Path, pattern: str | None) -> dict[str, list[tuple[str, boo
             raise CnnlabError(f"{root}: not a folder; pass a folder with one subfolder per class")
     except OSError as error:
         if error.errno == errno.ENOENT and not os.path.islink(root):
-            raise CnnlabError(f"{root}: folder not found") from None
+            raise CnnlabError(
+                f"{root}: folder not found; give a folder with one subfolder per class, or mnist"
+            ) from None
         raise os_error(root, error) from None
     try:
         class_dirs = sorted(

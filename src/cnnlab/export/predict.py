@@ -150,7 +150,8 @@ def collect_images(paths: Sequence[str | Path], pattern: str | None = None) -> l
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if _wanted(p, path, pattern))
             if not found:
-                raise CnnlabError(f"{path}: no image files in this folder")
+                what = f"files matching {pattern!r}" if pattern else "image files"
+                raise CnnlabError(f"{path}: no {what} in this folder")
             files.extend(found)
         elif path.is_file():
             files.append(path)
