@@ -231,3 +231,28 @@ def test_evaluate_and_samples_skip_a_broken_file_when_asked(
     code, _, err = run(capsys, "data", "samples", str(data), "--out", str(picture), "--skip-bad")
     assert code == 0, err
     assert picture.read_bytes().startswith(b"\x89PNG")
+
+
+def test_ctrl_c_while_the_command_still_loads_is_one_line_and_130(tmp_path):
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    command = Path(sys.executable).parent / "cnnlab"
+    if not command.exists():
+        pytest.skip("the cnnlab command is not installed beside this Python")
+    # At 0.3 s the command is loading PyTorch (about a second); later, main() answers alike.
+    for delay in (0.3, 0.6):
+        started = subprocess.Popen(
+            [str(command), "train", "--out", str(tmp_path / f"run{delay}")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(delay)
+        os.kill(started.pid, signal.SIGINT)
+        _, err = started.communicate(timeout=60)
+        assert started.returncode == 130, err
+        assert "Traceback" not in err and err.strip().startswith("cnnlab: interrupted"), err
+        assert len(err.strip().splitlines()) == 1, err

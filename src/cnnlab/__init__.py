@@ -18,29 +18,41 @@ return figures that show inline.
 
 from __future__ import annotations
 
-from cnnlab import datasets
-from cnnlab.data.dataset import ImageDataset, Normalizer, merge
-from cnnlab.errors import CnnlabError
-from cnnlab.evaluate import Metrics, evaluate, evaluate_subsets, format_metrics, predict_proba
-from cnnlab.export.predict import PredictionTable, predict, predict_arrays
-from cnnlab.export.saved import load, save_model
-from cnnlab.models import create_model, list_models
-from cnnlab.notebook import (
-    show_activations,
-    show_confusion,
-    show_filters,
-    show_history,
-    show_intensities,
-    show_kernels,
-    show_saliency,
-    show_samples,
-    show_worst,
-)
-from cnnlab.train.config import TrainConfig
-from cnnlab.train.loop import History, fit
-from cnnlab.train.resume import resume_training
-from cnnlab.train.run import RunConfig, run_training
-from cnnlab.version import __version__
+import os as _os
+import sys as _sys
+
+try:
+    from cnnlab import datasets
+    from cnnlab.data.dataset import ImageDataset, Normalizer, merge
+    from cnnlab.errors import CnnlabError
+    from cnnlab.evaluate import Metrics, evaluate, evaluate_subsets, format_metrics, predict_proba
+    from cnnlab.export.predict import PredictionTable, predict, predict_arrays
+    from cnnlab.export.saved import load, save_model
+    from cnnlab.models import create_model, list_models
+    from cnnlab.notebook import (
+        show_activations,
+        show_confusion,
+        show_filters,
+        show_history,
+        show_intensities,
+        show_kernels,
+        show_saliency,
+        show_samples,
+        show_worst,
+    )
+    from cnnlab.train.config import TrainConfig
+    from cnnlab.train.loop import History, fit
+    from cnnlab.train.resume import resume_training
+    from cnnlab.train.run import RunConfig, run_training
+    from cnnlab.version import __version__
+except KeyboardInterrupt:
+    # Ctrl-C while the cnnlab command still loads PyTorch (its first second): the command's
+    # one line and exit code 130, as later on, not a traceback of the imports. A Python
+    # session that imports cnnlab gets its KeyboardInterrupt as usual.
+    if _sys.argv and _os.path.basename(_sys.argv[0]) == "cnnlab":
+        print("cnnlab: interrupted", file=_sys.stderr)
+        raise SystemExit(130) from None
+    raise
 
 __all__ = [
     "CnnlabError",
