@@ -50,6 +50,7 @@ def test_same_root_twice_under_any_spelling(tmp_path):
         assert data.paths == once.paths
         (message,) = reached_twice(messages)
         assert message.startswith("5 files were reached twice")
+        assert message.endswith(", in a folder given twice")  # not "e.g. X is X"
         assert len(data.meta["duplicates"]) == 5
 
 

@@ -182,9 +182,13 @@ def _screen(files: list[File], decoded: list[Decoded], skip_bad: bool) -> tuple[
     if duplicates:
         copy, original = files[duplicates[0][0]][3], files[duplicates[0][1]][3]
         were = "were" if len(duplicates) > 1 else "was"
+        # The same path twice: a folder given twice (not a link or a copy under another name).
+        example = f"{copy} is {original}"
+        if copy == original:
+            example = f"{copy}, in a folder given twice"
         warnings.warn(
             f"{_count(len(duplicates), 'file')} {were} reached twice (the same file, a link to it "
-            f"or an identical copy) and counted once; e.g. {copy} is {original}",
+            f"or an identical copy) and counted once; e.g. {example}",
             stacklevel=3,
         )
     keep = [i for i, d in enumerate(decoded) if d.error is None and i not in left_out]
