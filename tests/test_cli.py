@@ -11,6 +11,7 @@ import pytest
 
 from cnnlab.cli import main
 
+MODULE = [sys.executable, "-m", "cnnlab"]
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
@@ -243,9 +244,10 @@ def test_ctrl_c_while_the_command_still_loads_is_one_line_and_130(tmp_path):
     if not command.exists():
         pytest.skip("the cnnlab command is not installed beside this Python")
     # At 0.3 s the command is loading PyTorch (about a second); later, main() answers alike.
-    for delay in (0.3, 0.6):
+    # `python -m cnnlab` is how --nproc starts its processes.
+    for delay, how in ((0.3, [str(command)]), (0.6, [str(command)]), (0.3, MODULE)):
         started = subprocess.Popen(
-            [str(command), "train", "--out", str(tmp_path / f"run{delay}")],
+            [*how, "train", "--out", str(tmp_path / f"run{delay}")],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

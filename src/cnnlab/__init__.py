@@ -47,10 +47,16 @@ try:
     from cnnlab.version import __version__
 except KeyboardInterrupt:
     # Ctrl-C while the cnnlab command still loads PyTorch (its first second): the command's
-    # one line and exit code 130, as later on, not a traceback of the imports. A Python
-    # session that imports cnnlab gets its KeyboardInterrupt as usual.
-    if _sys.argv and _os.path.basename(_sys.argv[0]) == "cnnlab":
-        print("cnnlab: interrupted", file=_sys.stderr)
+    # one line and exit code 130, as later on, not a traceback of the imports. The command is
+    # the console script, or `python -m cnnlab` (how --nproc starts its processes, of which
+    # only the first speaks, as cnnlab.cli.main does). A Python session that imports cnnlab
+    # gets its KeyboardInterrupt as usual.
+    _argv = list(getattr(_sys, "orig_argv", []))
+    _module = _argv[_argv.index("-m") + 1] if "-m" in _argv[:-1] else None
+    _script = _os.path.basename(_sys.argv[0]) if _sys.argv else ""
+    if _script.removesuffix(".exe") == "cnnlab" or _module == "cnnlab":
+        if _os.environ.get("RANK", "0") == "0":
+            print("cnnlab: interrupted", file=_sys.stderr)
         raise SystemExit(130) from None
     raise
 

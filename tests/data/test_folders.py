@@ -194,3 +194,14 @@ def test_an_option_that_no_file_fits_is_not_met_with_skip_bad_advice(tmp_path):
     tifffile.imwrite(tmp_path / "a" / "stack.tif", stack, photometric="minisblack")
     with pytest.raises(CnnlabError, match=r"(?s)has 1 planes.*3 more bad files.*--skip-bad"):
         load_folders(tmp_path, plane=3)  # one file fits: the others may be left out
+
+
+def test_when_every_file_is_bad_no_advice_leaves_them_all_out(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        tifffile.imwrite(tmp_path / name / "x.tif", np.full((8, 8), np.nan, np.float32))
+    with pytest.raises(CnnlabError) as refused:
+        load_folders(tmp_path)
+    message = str(refused.value)
+    assert "pixels are not finite" in message and message.endswith("(and so did the other file)")
+    assert "skip" not in message

@@ -123,5 +123,11 @@ def test_pictures_of_the_same_names_are_replaced_only_when_asked(finished_run, t
     assert main([*inspect_args, "--overwrite"]) == 0 and main([*plots_args, "--overwrite"]) == 0
     assert (pictures / "samples.png").read_bytes().startswith(b"\x89PNG")
     assert len(list(look.glob("*.png"))) == 4 and (look / "notes.txt").read_text() == "mine"
-    # The run's own plots folder is the run's to redraw.
+    # The run's own plots and report are the run's to redraw, named or not.
     assert main(["plots", str(finished_run)]) == 0 and main(["plots", str(finished_run)]) == 0
+    assert main(["plots", str(finished_run), "--out", str(finished_run / "plots")]) == 0
+    assert main(["report", str(finished_run), "--out", str(finished_run / "report.html")]) == 0
+    # Another image into the same folder: its own pictures, the model's drawn again.
+    other = sorted((finished_run.parent / "bacteria" / "2cell").glob("*.tif"))[0]
+    assert main(["inspect", str(finished_run), str(other), "--out", str(look)]) == 0
+    assert len(list(look.glob("*.png"))) == 6

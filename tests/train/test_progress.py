@@ -223,3 +223,20 @@ def test_in_jupyter_without_ipywidgets_plain_lines_and_no_warning():
     text = "".join(output.get("text", "") for output in outputs)
     assert "IProgress" not in text and "\r" not in text
     assert len([line for line in text.splitlines() if LINE.fullmatch(line)]) == EPOCHS
+
+
+def test_a_bar_cut_short_by_a_diverging_loss_is_closed_before_the_warning(monkeypatch, poison_at):
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    bars, open_bar = [], callbacks.open_bar
+
+    def kept(*args, **kwargs):
+        bars.append(open_bar(*args, **kwargs))
+        return bars[-1]
+
+    monkeypatch.setattr(callbacks, "open_bar", kept)
+    with pytest.warns(UserWarning, match="diverged at epoch 2") as caught:
+        history = train_tiny(1, callbacks=[poison_at(2)])
+    assert len(caught) == 1 and len(history.rows) == 1 and len(bars) == 2
+    assert all(bar.disable for bar in bars)  # both closed (tqdm disables a closed bar)
+    assert bars[-1].n < STEPS  # the second epoch's bar stopped at its first batch

@@ -42,7 +42,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     samples.add_argument("--per-class", type=int, default=8)
     samples.add_argument("--seed", type=int, default=0)
-    samples.add_argument("--out", default="samples.png", help="PNG to write [samples.png]")
+    samples.add_argument("--out", help="PNG to write [samples.png, replaced if there]")
     samples.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     samples.add_argument(
         "--histogram",
@@ -114,7 +114,10 @@ def _data(args: argparse.Namespace) -> int:
             raise CnnlabError(f"--seed {args.seed}: give 0 or more")
         if args.bins < 1:
             raise CnnlabError(f"--bins {args.bins}: give 1 or more")
-        check_out_file("--out", args.out, args.overwrite, "samples.png")
+        # A file named with --out is the user's: replaced only with --overwrite.
+        if args.out is not None:
+            check_out_file("--out", args.out, args.overwrite, "samples.png")
+        out = args.out or "samples.png"
 
         loaded = load_sources(
             args.specs,
@@ -124,10 +127,10 @@ def _data(args: argparse.Namespace) -> int:
         )
         first = next(iter(loaded.values()))
         if args.histogram:
-            plot_intensity_histograms(first, args.out, bins=args.bins)
+            plot_intensity_histograms(first, out, bins=args.bins)
         else:
-            plot_samples(first, args.out, per_class=args.per_class, seed=args.seed)
-        print(args.out)
+            plot_samples(first, out, per_class=args.per_class, seed=args.seed)
+        print(out)
         return 0
     from cnnlab.microscopy.formats import is_microscopy_file
 

@@ -56,7 +56,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     look.set_defaults(handler=_inspect)
     look.add_argument("model", metavar="MODEL")
     look.add_argument("image", metavar="IMAGE")
-    look.add_argument("--out", default="inspect", help="folder for the pictures [inspect]")
+    look.add_argument("--out", help="folder for the pictures [inspect, redrawn if there]")
     look.add_argument(
         "--overwrite", action="store_true", help="replace pictures of the same names in --out"
     )
@@ -76,7 +76,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     kernels.add_argument("--padding", default="valid", help="valid, same or a number of pixels")
     kernels.add_argument("--stride", type=int, default=1, help="step between positions [1]")
     kernels.add_argument("--pool", help="pooling after the convolution: max:2 or avg:2")
-    kernels.add_argument("--out", default="kernels.png", help="PNG to write [kernels.png]")
+    kernels.add_argument("--out", help="PNG to write [kernels.png, replaced if there]")
     kernels.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
     models = commands.add_parser("models", help="list the networks with their parameter counts")
@@ -102,7 +102,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 def _report(args: argparse.Namespace) -> int:
     from cnnlab.inspect.report import write_report
 
-    if args.out is not None:  # the run's own report.html is the run's to rewrite
+    own = Path(args.run) / "report.html"  # the run's own report is the run's to rewrite
+    if args.out is not None and Path(args.out).resolve() != own.resolve():
         check_out_file("--out", args.out, args.overwrite, "report.html")
     print(write_report(args.run, out=args.out, image_index=args.image))
     return 0
@@ -120,7 +121,9 @@ def _inspect(args: argparse.Namespace) -> int:
     from cnnlab.export import load
     from cnnlab.inspect.look import inspect_image
 
-    for path in inspect_image(load(args.model), args.image, args.out, args.overwrite):
+    # Pictures in a folder named with --out are replaced only with --overwrite.
+    out, overwrite = args.out or "inspect", args.overwrite or args.out is None
+    for path in inspect_image(load(args.model), args.image, out, overwrite):
         print(path)
     return 0
 
@@ -128,7 +131,9 @@ def _inspect(args: argparse.Namespace) -> int:
 def _kernels(args: argparse.Namespace) -> int:
     from cnnlab.inspect.kernels import COURSE_KERNELS, plot_kernel_demo
 
-    check_out_file("--out", args.out, args.overwrite, "kernels.png")
+    if args.out is not None:  # a file named with --out is replaced only with --overwrite
+        check_out_file("--out", args.out, args.overwrite, "kernels.png")
+    out = args.out or "kernels.png"
     chosen = [*(args.kernel or []), *(args.matrix or [])] or list(COURSE_KERNELS)
     padding = int(args.padding) if args.padding.isdigit() else args.padding
     if padding not in ("valid", "same") and not isinstance(padding, int):
@@ -139,8 +144,8 @@ def _kernels(args: argparse.Namespace) -> int:
         if kind not in ("max", "avg") or not (size or "2").isdigit():
             raise CnnlabError(f"--pool {args.pool!r}: write it as max:2 or avg:2")
         pool = (kind, int(size or 2))
-    plot_kernel_demo(args.image, args.out, chosen, padding=padding, stride=args.stride, pool=pool)
-    print(args.out)
+    plot_kernel_demo(args.image, out, chosen, padding=padding, stride=args.stride, pool=pool)
+    print(out)
     return 0
 
 

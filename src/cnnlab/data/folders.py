@@ -157,8 +157,11 @@ def _screen(files: list[File], decoded: list[Decoded], skip_bad: bool) -> tuple[
         if len(bad) == len(files):
             # Every file failed (an option none of them fits, such as --plane 3 for single
             # images): leaving the bad ones out would leave nothing, so that is not the advice.
-            more = f" (and so did all {len(bad) - 1} other files)" if len(bad) > 1 else ""
-            raise CnnlabError(f"{bad[0][1]}{more}")
+            first = bad[0][1].split(", or pass --skip-bad")[0]
+            others = {0: "", 1: " (and so did the other file)"}.get(
+                len(bad) - 1, f" (and so did all {len(bad) - 1} other files)"
+            )
+            raise CnnlabError(f"{first}{others}")
         more = f" (and {len(bad) - 1} more bad files)" if len(bad) > 1 else ""
         advice = "" if "--skip-bad" in bad[0][1] else "; fix or remove it, or pass " + _SKIP_BAD
         raise CnnlabError(f"{bad[0][1]}{more}{advice}")

@@ -24,12 +24,13 @@ def inspect_image(
     bit depth checked). Pictures that make no sense for the model, such as the filters of an
     MLP, are skipped with a warning; the others are still drawn. Returns the files written.
     ``overwrite=False`` (``cnnlab inspect`` without ``--overwrite``) refuses a folder that
-    holds a file of one of those names already.
+    holds one of this image's pictures already; the model's own (its filters and kernels) are
+    drawn again for each image looked at in the same folder.
     """
     image_path, out = Path(image_path), Path(out)
     stem = image_path.stem
     names = [f"{stem} - {kind}.png" for kind in ("activations", "saliency")]
-    check_pictures_free(out, [*names, "model - filters.png", "model - kernels.png"], overwrite)
+    check_pictures_free(out, names, overwrite)
     image = prepare_images(model, [image_path]).images[0]
     out.mkdir(parents=True, exist_ok=True)
     class_names = getattr(model, "class_names", None)

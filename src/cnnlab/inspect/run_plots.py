@@ -44,9 +44,10 @@ def plot_run(
         name: m for name, m in run.metrics.items() if isinstance(m, dict) and "confusion" in m
     }
     names = [*PICTURES, *(f"confusion_{name}.png" for name in subsets)]
-    if out is not None:
+    own = run.path / "plots"
+    if out is not None and Path(out).resolve() != own.resolve():
         check_pictures_free(Path(out), names, overwrite)
-    out = Path(out) if out is not None else run.path / "plots"
+    out = Path(out) if out is not None else own
     out.mkdir(parents=True, exist_ok=True)
     best = run.run.get("best_epoch")
     written: list[Path] = []

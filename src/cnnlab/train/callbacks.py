@@ -213,6 +213,13 @@ class ProgressBar(EpochLog):
             bar.close()
             super().on_epoch_end(logs)
 
+    def on_fit_end(self, logs: dict) -> None:
+        # An epoch cut short (its loss stopped being a number) leaves its bar open: closed
+        # here, before the run says why it ended.
+        bar, self.bar = self.bar, None
+        if bar is not None:
+            bar.close()
+
 
 def progress(verbose: int, stream: TextIO | None = None) -> EpochLog | None:
     """The progress callback of :func:`~cnnlab.train.fit`'s ``verbose``: 0 none, 1 a bar per

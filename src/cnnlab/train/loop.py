@@ -172,7 +172,10 @@ def fit(
     Parameters that do not require gradients are not trained, and batch-norm layers whose
     parameters are all frozen keep their running statistics too (:func:`frozen_norms`).
     At the end the model holds the weights of its best epoch (lowest validation loss, or the
-    config's ``monitor``); the returned :class:`History` says which epoch that was.
+    config's ``monitor``); the returned :class:`History` says which epoch that was. A loss
+    that stops being a number raises :class:`~cnnlab.errors.TrainingDiverged` in the first
+    epoch (or with ``keep="last"``, or in several processes); after that, training ends there
+    with the best epoch's weights, a warning, and the reason in ``History.stop_reason``.
     ``verbose`` as in Keras: 0 silent, 1 a progress bar per epoch (a widget in Jupyter, a text
     bar on a terminal, one line per epoch anywhere else), 2 one line per epoch; on stdout, and
     not at all when ``callbacks`` hold an :class:`~cnnlab.train.callbacks.EpochLog` of their own.
@@ -271,7 +274,7 @@ def fit(
     with (
         _training_layout(model, device) as memory_format,
         deterministic_kernels(device),
-        _best_kept_if_diverged(history, best, config, shard is not None),
+        _best_kept_if_diverged(history, best, config, shard is not None) as diverged,
     ):
         batches = Batches(
             train.images, train.labels, device, shard, augmenter, augment_rng, memory_format
@@ -382,6 +385,9 @@ def fit(
         },
     )
     history.best_epoch = best.best_epoch
+    if diverged:  # said after the callbacks closed their bars and logs
+        message = f"{diverged[0]}; the run ends with its best epoch, {best.best_epoch}"
+        warnings.warn(message, stacklevel=2)
     last = history.rows[-1]["epoch"] if history.rows else None
     history.kept_epoch = history.best_epoch if config.keep == "best" else last
     return history
@@ -427,22 +433,24 @@ def _training_layout(model: nn.Module, device: torch.device) -> Iterator[torch.m
 @contextmanager
 def _best_kept_if_diverged(
     history: History, best: BestWeights, config: TrainConfig, several: bool
-) -> Iterator[None]:
+) -> Iterator[list[TrainingDiverged]]:
     """A run whose loss stops being a number after an epoch worth keeping ends there.
 
     With ``keep="best"`` the weights of the best epoch so far are safe in ``best``: the run
-    stops as early stopping would, keeps them, and says why (a warning, and the history's
-    stop reason), rather than losing every epoch it trained. A run that diverges before its
-    first epoch ended, that keeps its last epoch, or that trains in several processes (which
-    must all stop together) ends with the error.
+    stops as early stopping would, keeps them, and says why (the history's stop reason, and a
+    warning once the fit ends: the error is put into the list this yields), rather than losing
+    every epoch it trained. A run that diverges before its first epoch ended, that keeps its
+    last epoch, or that trains in several processes (which must all stop together) ends with
+    the error.
     """
+    caught: list[TrainingDiverged] = []
     try:
-        yield
+        yield caught
     except TrainingDiverged as error:
         if several or config.keep != "best" or best.state is None:
             raise
         history.stop_reason = str(error)
-        warnings.warn(f"{error}; the run ends with its best epoch, {best.best_epoch}", stacklevel=4)
+        caught.append(error)
 
 
 @contextmanager
