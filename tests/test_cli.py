@@ -258,3 +258,17 @@ def test_ctrl_c_while_the_command_still_loads_is_one_line_and_130(tmp_path):
         assert started.returncode == 130, err
         assert "Traceback" not in err and err.strip().startswith("cnnlab: interrupted"), err
         assert len(err.strip().splitlines()) == 1, err
+
+
+def test_train_warns_of_options_its_other_options_leave_idle(capsys, synth_dir, tmp_path):
+    code, _, err = run(
+        capsys, "train", "--data", str(synth_dir), "--size", "24", "--epochs", "1",
+        "--schedule", "cosine", "--step-size", "3", "--optimizer", "adam",
+        "--out", str(tmp_path / "run"), "--quiet", "--no-report",
+    )  # fmt: skip
+    assert code == 0
+    warned = [line for line in err.splitlines() if line.startswith("cnnlab: warning: --")]
+    assert warned == [
+        "cnnlab: warning: --step-size has no effect with --schedule cosine: it shapes "
+        "--schedule step only"
+    ]

@@ -547,3 +547,22 @@ def test_a_gpu_trains_with_cudnns_deterministic_algorithms_and_gets_its_settings
             assert (cudnn.deterministic, cudnn.benchmark) == (False, True)
     finally:
         cudnn.deterministic, cudnn.benchmark = before
+
+
+def test_options_that_the_rest_of_the_config_leaves_idle_are_named():
+    config = TrainConfig(schedule="cosine", optimizer="adam", init="xavier")
+    given = ["step_size", "gamma", "momentum", "nesterov", "init_sigma", "lr"]
+    assert config.idle(given) == [
+        "--step-size has no effect with --schedule cosine: it shapes --schedule step only",
+        "--gamma has no effect with --schedule cosine: it shapes --schedule step and plateau only",
+        "--momentum has no effect with --optimizer adam: it shapes --optimizer sgd and "
+        "rmsprop only",
+        "--nesterov has no effect with --optimizer adam: it shapes --optimizer sgd with "
+        "--momentum above 0 only",
+        "--init-sigma has no effect with --init xavier: it shapes --init normal only",
+    ]
+    used = TrainConfig(schedule="step", optimizer="sgd", init="normal")
+    assert used.idle(given) == [] and config.idle(["lr", "epochs"]) == []
+    assert TrainConfig(schedule="plateau").idle(["gamma", "step_size"]) == [
+        "--step-size has no effect with --schedule plateau: it shapes --schedule step only"
+    ]

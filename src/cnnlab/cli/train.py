@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from collections.abc import Callable
 
 from cnnlab.errors import CnnlabError
@@ -111,6 +112,10 @@ def _train(args: argparse.Namespace) -> int:
     if nproc is not None and nproc > 1:
         check_run(config)  # a typo is told once, before any process starts
         return launch(strip_nproc(argv), nproc)
+    if distributed.is_main():  # once, by the first of several processes
+        given = [key.replace("-", "_") for key in {**options, **flags}]
+        for line in config.train.idle(given):
+            warnings.warn(line, stacklevel=1)
     try:
         run_training(config)
     finally:

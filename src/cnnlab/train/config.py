@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from cnnlab.errors import CnnlabError
@@ -231,6 +232,41 @@ class TrainConfig:
             raise CnnlabError(f"--init-sigma must be positive, not {self.init_sigma}")
         if self.patience is not None and self.patience < 1:
             raise CnnlabError(f"--patience must be a positive integer, not {self.patience}")
+
+    def idle(self, given: Iterable[str]) -> list[str]:
+        """A line for each of the ``given`` options (field names) that this config leaves
+        without effect, naming what it would shape: for a warning rather than silence, since
+        ``--step-size 3`` with the default one-cycle schedule looks like it did something."""
+        sgd_with_momentum = self.optimizer == "sgd" and self.momentum > 0
+        uses = {
+            "step_size": (
+                f"--schedule {self.schedule}",
+                "--schedule step",
+                self.schedule == "step",
+            ),
+            "gamma": (
+                f"--schedule {self.schedule}",
+                "--schedule step and plateau",
+                self.schedule in ("step", "plateau"),
+            ),
+            "momentum": (
+                f"--optimizer {self.optimizer}",
+                "--optimizer sgd and rmsprop",
+                self.optimizer in ("sgd", "rmsprop"),
+            ),
+            "nesterov": (
+                f"--optimizer {self.optimizer}",
+                "--optimizer sgd with --momentum above 0",
+                sgd_with_momentum,
+            ),
+            "init_sigma": (f"--init {self.init}", "--init normal", self.init == "normal"),
+        }
+        given = set(given)
+        return [
+            f"--{name.replace('_', '-')} has no effect with {now}: it shapes {where} only"
+            for name, (now, where, used) in uses.items()
+            if name in given and not used
+        ]
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
