@@ -152,11 +152,11 @@ def test_summary_describes_mixed_data_instead_of_refusing(tmp_path):
     assert info["bit_depths"] == {"8-bit": 1, "16-bit": 3}
     assert "one dataset must have one bit depth" in info["mixed_bit_depths"]
     text = format_description(datasets)
-    assert "4 images, 6x5, 1 channel(s), mixed bit depths: 1 8-bit, 3 16-bit (int32)" in text
+    assert "4 images, 6x5, 1 channel(s), mixed bit depths: 1 8-bit, 3 16-bit, held as int32" in text
     assert f"warning: {root / '1cell' / 'a.jpg'} is 8-bit but" in text
     with pytest.warns(UserWarning, match="scaled"):
         converted = load_sources([str(root)], convert_bit_depth=True)
-    assert "16-bit (1 8-bit image scaled to it) (int32)" in format_description(converted)
+    assert "16-bit (1 8-bit image scaled to it), held as int32" in format_description(converted)
     # `data summary --convert-bit-depth` asks for both: the data as training with it sees them.
     with pytest.warns(UserWarning, match="scaled"):
         both = load_sources([str(root)], convert_bit_depth=True, allow_mixed_bit_depths=True)

@@ -227,7 +227,8 @@ def format_description(datasets: dict[str, ImageDataset]) -> str:
         dropped = f" (alpha channel dropped from {alpha} file{'s' if alpha > 1 else ''})"
         lines.append(
             f"{name}: {info['n']} images, {size}, {info['channels']} channel(s)"
-            f"{dropped if alpha else ''}, {_depths(info)} ({info['dtype']})"
+            # The tensor type, which differs from the files' (16-bit files are held as int32).
+            f"{dropped if alpha else ''}, {_depths(info)}, held as {info['dtype']}"
         )
     lines.extend(f"warning: {problem}" for problem in balance_warnings(datasets))
     lines.extend(
