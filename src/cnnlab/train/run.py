@@ -34,6 +34,7 @@ from cnnlab.models import create_model, model_info, parse_model_options
 from cnnlab.runs import folder as runs
 from cnnlab.train import distributed, finetune
 from cnnlab.train.batches import augmenter_for
+from cnnlab.train.busy import BusyMachineHint
 from cnnlab.train.callbacks import CSVLogger, progress
 from cnnlab.train.checkpoint import read_checkpoint_meta
 from cnnlab.train.finish import finish_run, format_subset_table, print_result, write_run_report
@@ -328,6 +329,11 @@ def _run(
     # A bar on a terminal, one line per epoch in a log; on stderr, so that stdout keeps only
     # the results.
     hooks: list[object] = [] if config.quiet else [progress(1, sys.stderr)]
+    # Said to someone watching a CPU run on its default threads; a log or a notebook keeps
+    # its lines as they were.
+    watched = not config.quiet and config.train.threads is None and sys.stderr.isatty()
+    if watched and resolve_device(config.train.device).type == "cpu":
+        hooks.append(BusyMachineHint(torch.get_num_threads()))
     hooks.append(CSVLogger(folder / "history.csv"))
     if config.tensorboard:
         from cnnlab.train.tensorboard import TensorBoardLogger
