@@ -69,18 +69,22 @@ class Terminal(io.StringIO):
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity here")
 def test_a_run_watched_on_a_terminal_hints_when_other_work_holds_its_cores(tmp_path, monkeypatch):
     cores = len(os.sched_getaffinity(0))
-    threads = torch.get_num_threads()
-    if threads < 2:
-        pytest.skip("one training thread waits for no other")
-    # Enough busy loops that they and the training threads cannot all have a core.
-    loops = [
-        subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        for _ in range(max(1, cores - threads + 1))
-    ]
-    terminal = Terminal()
-    monkeypatch.setattr(sys, "stderr", terminal)
+    if cores < 2:
+        pytest.skip("one core: one training thread, which waits for no other")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)  # whatever an earlier test left: the run's default threads
     try:
-        with pytest.warns(UserWarning, match=r"other programs kept about .* --threads \d"):
+        watched_and_not(tmp_path, monkeypatch, cores)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def watched_and_not(tmp_path, monkeypatch, cores: int) -> None:
+    # Enough busy loops that they and the 2 training threads cannot all have a core.
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores - 1)]
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    try:
+        with pytest.warns(UserWarning, match=r"other programs kept about .* --threads 1"):
             run_training(one_epoch(tmp_path / "run"))
     finally:
         for loop in loops:
