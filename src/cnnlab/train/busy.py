@@ -6,10 +6,9 @@ slows every step: with one busy loop on this 2-core machine, the main job traine
 runs in another session (another terminal, a desktop application) and the kernel shares the
 cores between sessions first (``sched_autogroup``), one epoch took 57 s on 2 threads and 1.9 s
 on one (README, "A busy machine"). cnnlab keeps the thread count the user chose or PyTorch's
-default, because a run's
-result depends on it (resuming repeats a run bit for bit only on the same count), and says
-what it saw instead. Linux only: the busy time of all cores from ``/proc/stat``, less this
-process's own CPU time over the same wall-clock window.
+default, because a run's result depends on it (resuming repeats a run bit for bit only on the
+same count), and says what it saw instead. Linux only: the busy time of all cores from
+``/proc/stat``, less this process's own CPU time over the same wall-clock window.
 """
 
 from __future__ import annotations
